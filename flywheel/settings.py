@@ -1,0 +1,216 @@
+"""Flywheel settings.
+
+Every value comes from the environment through one ``environ.Env``. Development has safe
+defaults (SQLite, the ORM broker, the offline ``local`` fine-tuning provider); with ``DEBUG``
+off the project refuses to start without what production needs.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DEBUG: bool = env.bool("DEBUG", default=True)
+
+if DEBUG:
+    SECRET_KEY: str = env.str("SECRET_KEY", default="dev-only-insecure-key-never-use-in-production")
+else:
+    SECRET_KEY = env.str("SECRET_KEY", default="")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+
+ALLOWED_HOSTS: list[str] = env.list(
+    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "django_q",
+    "flywheel",
+    "registry",
+    "outcomes",
+    "training",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "flywheel.urls"
+WSGI_APPLICATION = "flywheel.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'flywheel.sqlite3'}"),
+}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the development server and the django-q2 cluster write side by side.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "timeout": 20}
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://flywheel")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(BASE_DIR / "media"))
+MEDIA_URL = "media/"
+
+# Production hardening: on whenever DEBUG is off, each switchable for a proxy that terminates TLS.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+if env.bool("USE_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Background work (django-q2) -----------------------------------------------------------
+REDIS_URL: str = env.str("REDIS_URL", default="")
+Q_CLUSTER: dict[str, Any] = {
+    "name": "flywheel",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": env.int("Q_TIMEOUT", default=600),
+    "retry": env.int("Q_RETRY", default=720),
+    "max_attempts": 3,
+    "catch_up": False,
+    "sync": env.bool("Q_SYNC", default=False),
+    "poll": 1,
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- REST API --------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "flywheel.auth.APIKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["flywheel.auth.IsOrganizationMember"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "flywheel.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["flywheel.auth.APIKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="6000/min")},
+    "UNAUTHENTICATED_USER": None,
+}
+API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Flywheel API",
+    "DESCRIPTION": "Outcomes in, better models out.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+# Bodies above this size are refused with 413 before they are parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=5 * 1024 * 1024)
+
+# --- Outcomes and training ---------------------------------------------------------------------
+QUALITY_WEIGHTS: dict[str, float] = {
+    "delivered": 0.1,
+    "opened": 0.1,
+    "clicked": 0.15,
+    "replied": 0.2,
+    "positive_reply": 0.2,
+    "meeting_booked": 0.3,
+    "meeting_completed": 0.4,
+    "deal_closed": 0.5,
+    "high_value_deal": 0.2,
+    "icp_match": 0.1,
+}
+POSITIVE_REPLY_SENTIMENT = 0.5
+HIGH_VALUE_DEAL = 50_000
+OUTCOME_MATURATION_DAYS: int = env.int("OUTCOME_MATURATION_DAYS", default=14)
+TRAINING_SYSTEM_PROMPT: str = env.str(
+    "TRAINING_SYSTEM_PROMPT",
+    default=(
+        "You are an expert B2B sales copywriter. You write concise, personalised outreach "
+        "messages that earn replies, meetings and closed deals."
+    ),
+)
+TRAINING_MIN_EXAMPLES: int = env.int("TRAINING_MIN_EXAMPLES", default=50)
+TRAINING_POLL_INTERVAL: int = env.int("TRAINING_POLL_INTERVAL", default=60)
+TRAINING_MAX_WAIT: int = env.int("TRAINING_MAX_WAIT", default=86400)
+TRAINING_BASE_MODEL: str = env.str("TRAINING_BASE_MODEL", default="gpt-4o-2024-08-06")
+TRAINING_DATA_DIR = env.path("TRAINING_DATA_DIR", default=str(Path(str(MEDIA_ROOT)) / "training_data"))
+# USD per 1M trained tokens, by base model (the seed's $25 for gpt-4o).
+TRAINING_PRICES_PER_MILLION: dict[str, float] = {
+    "gpt-4o-2024-08-06": 25.0,
+    "gpt-4o": 25.0,
+    "gpt-4o-mini-2024-07-18": 3.0,
+    "gpt-4.1-2025-04-14": 25.0,
+    "gpt-4.1-mini-2025-04-14": 5.0,
+}
+TRAINING_SCHEDULE_GLOBAL: bool = env.bool("TRAINING_SCHEDULE_GLOBAL", default=True)
+TRAINING_SCHEDULE_ORGANIZATIONS: list[str] = env.list("TRAINING_SCHEDULE_ORGANIZATIONS", default=[])
+
+FINE_TUNING_PROVIDER: str = env.str("FINE_TUNING_PROVIDER", default="local")
+OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL: str = env.str("OPENAI_BASE_URL", default="")
+OPENAI_WEBHOOK_SECRET: str = env.str("OPENAI_WEBHOOK_SECRET", default="")
+OPENAI_MAX_RETRIES: int = env.int("OPENAI_MAX_RETRIES", default=3)
+OPENAI_TIMEOUT: float = env.float("OPENAI_TIMEOUT", default=60.0)
+# Refuse to fine-tune a base model that the provider shuts down within this many days.
+BASE_MODEL_SHUTDOWN_GUARD_DAYS: int = env.int("BASE_MODEL_SHUTDOWN_GUARD_DAYS", default=30)
+if FINE_TUNING_PROVIDER == "openai" and not DEBUG and not OPENAI_API_KEY:
+    raise ImproperlyConfigured("OPENAI_API_KEY must be set for the openai fine-tuning provider.")
+
+AB_TEST_PLANNED_LOOKS: int = env.int("AB_TEST_PLANNED_LOOKS", default=8)
+AB_TEST_AUTO_PROMOTE: bool = env.bool("AB_TEST_AUTO_PROMOTE", default=False)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

@@ -1,0 +1,14 @@
+"""URL configuration: the admin, the seed's /training endpoints and the agents' /api endpoints."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("", include("outcomes.urls")),
+    path("", include("registry.urls")),
+    path("", include("training.urls")),
+]

@@ -1,0 +1,126 @@
+"""Outcome labels: what happened to each message an agent sent (the seed's ``outcome_labels``)."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+# The funnel stages an event can set, in funnel order, each with the timestamp column it sets.
+STAGES: dict[str, str] = {
+    "delivered": "delivered_at",
+    "opened": "opened_at",
+    "clicked": "clicked_at",
+    "replied": "replied_at",
+    "meeting_booked": "meeting_booked_at",
+    "meeting_completed": "meeting_completed_at",
+    "deal_closed": "deal_closed_at",
+    "bounced": "bounced_at",
+    "unsubscribed": "unsubscribed_at",
+}
+
+
+class OutcomeLabelQuerySet(models.QuerySet["OutcomeLabel"]):
+    def for_pool(self, organization_id: uuid.UUID | str | None) -> "OutcomeLabelQuerySet":
+        """Labels that train an organization's model; ``None`` means the global model (all)."""
+        return self if organization_id is None else self.filter(organization_id=organization_id)
+
+    def eligible_for_training(self) -> "OutcomeLabelQuerySet":
+        return self.filter(excluded_from_training=False)
+
+
+class OutcomeLabel(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("flywheel.Organization", on_delete=models.CASCADE, related_name="outcomes")
+    external_id = models.CharField(max_length=255, help_text="The agent's id for the message.")
+    model = models.ForeignKey(
+        "registry.RegisteredModel",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="outcomes",
+        help_text="The model that wrote the message.",
+    )
+
+    # Segment
+    industry = models.CharField(max_length=100, blank=True, default="")
+    role = models.CharField(max_length=100, blank=True, default="")
+    company_size = models.CharField(max_length=50, blank=True, default="")
+    framework = models.CharField(max_length=50, blank=True, default="")
+    tone = models.CharField(max_length=50, blank=True, default="")
+    channel = models.CharField(max_length=50, blank=True, default="")
+    icp_match_score = models.FloatField(default=0.0)
+
+    # Prospect (kept out of every export: replaced by placeholders in subject and body)
+    first_name = models.CharField(max_length=100, blank=True, default="")
+    last_name = models.CharField(max_length=100, blank=True, default="")
+    company = models.CharField(max_length=200, blank=True, default="")
+
+    # Message
+    prompt = models.TextField(blank=True, default="", help_text="The request the agent used.")
+    subject = models.CharField(max_length=500, blank=True, default="")
+    body = models.TextField()
+
+    # Funnel
+    sent_at = models.DateTimeField(default=timezone.now, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    replied_at = models.DateTimeField(null=True, blank=True)
+    meeting_booked_at = models.DateTimeField(null=True, blank=True)
+    meeting_completed_at = models.DateTimeField(null=True, blank=True)
+    deal_closed_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    reply_sentiment = models.FloatField(null=True, blank=True)
+    deal_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    quality_score = models.FloatField(default=0.0, db_index=True)
+
+    # Curation
+    excluded_from_training = models.BooleanField(default=False)
+    reviewer_note = models.TextField(blank=True, default="")
+    ideal_body = models.TextField(
+        blank=True, default="", help_text="A reviewer's text that replaces the body as training target."
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OutcomeLabelQuerySet.as_manager()
+
+    class Meta:
+        db_table = "outcome_labels"
+        ordering = ["-sent_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "external_id"], name="outcome_labels_external_id_per_org"),
+            models.CheckConstraint(
+                condition=Q(icp_match_score__gte=0) & Q(icp_match_score__lte=1), name="outcome_labels_icp_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(reply_sentiment__isnull=True) | (Q(reply_sentiment__gte=-1) & Q(reply_sentiment__lte=1)),
+                name="outcome_labels_sentiment_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(deal_value__isnull=True) | Q(deal_value__gte=0), name="outcome_labels_deal_value_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(quality_score__gte=0) & Q(quality_score__lte=1), name="outcome_labels_quality_0_1"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "sent_at"], name="outcome_labels_org_sent"),
+            models.Index(fields=["organization", "quality_score"], name="outcome_labels_org_quality"),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+    @property
+    def furthest_stage(self) -> str:
+        """The deepest funnel stage reached (bounced counts as its own end)."""
+        for stage in ("deal_closed", "meeting_completed", "meeting_booked", "replied", "clicked", "opened"):
+            if getattr(self, STAGES[stage]):
+                return stage
+        if self.bounced_at:
+            return "bounced"
+        return "delivered" if self.delivered_at else "sent"

@@ -1,0 +1,60 @@
+"""Fine-tuning providers, chosen by ``settings.FINE_TUNING_PROVIDER`` like Django's EMAIL_BACKEND.
+
+``get_provider()`` returns the configured provider: "local" (the offline default), "openai", or
+the dotted path of any ``FineTuningProvider`` subclass.
+"""
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from training.providers.base import (
+    JOB_STATUSES,
+    TERMINAL_STATUSES,
+    Checkpoint,
+    FineTuningProvider,
+    JobEvent,
+    JobInfo,
+    ProviderError,
+    build_method,
+    suffix_for,
+)
+
+PROVIDERS = {
+    "local": "training.providers.local.LocalProvider",
+    "openai": "training.providers.openai.OpenAIProvider",
+}
+
+__all__ = [
+    "JOB_STATUSES",
+    "PROVIDERS",
+    "TERMINAL_STATUSES",
+    "Checkpoint",
+    "FineTuningProvider",
+    "JobEvent",
+    "JobInfo",
+    "ProviderError",
+    "build_method",
+    "get_provider",
+    "suffix_for",
+]
+
+
+def get_provider(name: str | None = None) -> FineTuningProvider:
+    """Return a new instance of the named provider, or of the configured one.
+
+    Modules load lazily so that choosing "local" never imports the openai client, and a typo in
+    the setting fails loudly as ImproperlyConfigured rather than as a job that never starts.
+    """
+    chosen = name or getattr(settings, "FINE_TUNING_PROVIDER", "local") or "local"
+    path = PROVIDERS.get(chosen, chosen)
+    if "." not in path:
+        known = ", ".join(sorted(PROVIDERS))
+        raise ImproperlyConfigured(f"Unknown fine-tuning provider {chosen!r}: use {known} or a dotted class path.")
+    try:
+        provider_class = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"Cannot import fine-tuning provider {path!r}: {exc}") from exc
+    if not (isinstance(provider_class, type) and issubclass(provider_class, FineTuningProvider)):
+        raise ImproperlyConfigured(f"{path!r} is not a FineTuningProvider subclass.")
+    return provider_class()

@@ -1,0 +1,256 @@
+"""The OpenAI fine-tuning provider, on the official ``openai`` client.
+
+Any OpenAI-compatible server works through ``OPENAI_BASE_URL``. The client itself retries rate
+limits, 5xx answers and timeouts (``OPENAI_MAX_RETRIES``, honouring ``retry-after`` headers);
+whatever still fails comes out of this module as one ``ProviderError`` with OpenAI's message.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import openai
+from django.conf import settings
+from openai.types.fine_tuning import FineTuningJob, job_create_params
+from rest_framework import status
+
+from training.providers.base import (
+    Checkpoint,
+    FineTuningProvider,
+    JobEvent,
+    JobInfo,
+    ProviderError,
+    build_method,
+    string_metadata,
+)
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_CACHE_SECONDS = 3600
+EVENTS_PAGE_SIZE = 100
+CHECKPOINTS_PAGE_SIZE = 100
+
+# Shutdown dates change a few times a year; one lookup per model per process per hour is plenty.
+# Keyed by base URL too, so two OpenAI-compatible servers never share an answer.
+_shutdown_cache: dict[tuple[str, str], tuple[float, date | None]] = {}
+_shutdown_cache_lock = threading.Lock()
+
+
+def clear_shutdown_cache() -> None:
+    """Forget every cached shutdown date (for tests, and after changing ``OPENAI_BASE_URL``)."""
+    with _shutdown_cache_lock:
+        _shutdown_cache.clear()
+
+
+@contextmanager
+def openai_errors() -> Iterator[None]:
+    """Turn every exception of the openai client into a ``ProviderError``.
+
+    Timeouts, lost connections, 408, 429 and 5xx answers are retryable: the client has already
+    retried them ``OPENAI_MAX_RETRIES`` times, but a later attempt (the next poll) may succeed.
+    """
+    try:
+        yield
+    except openai.APITimeoutError as exc:
+        raise ProviderError(f"OpenAI did not answer in time: {exc.message}", code="timeout", retryable=True) from exc
+    except openai.APIConnectionError as exc:
+        raise ProviderError(f"Cannot reach OpenAI: {exc.message}", code="connection_error", retryable=True) from exc
+    except openai.APIStatusError as exc:
+        raise status_error(exc) from exc
+    except openai.OpenAIError as exc:
+        raise ProviderError(f"OpenAI client error: {exc}", code="client_error") from exc
+
+
+def status_error(exc: openai.APIStatusError) -> ProviderError:
+    """Return the ``ProviderError`` for an HTTP error answer, keeping OpenAI's own message."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    message = body.get("message") if isinstance(body.get("message"), str) else exc.message
+    retryable = exc.status_code in (408, 429) or exc.status_code >= 500
+    return ProviderError(
+        f"OpenAI answered {exc.status_code}: {message}",
+        code=str(body.get("code") or "provider_error"),
+        retryable=retryable,
+        provider_status=exc.status_code,
+        details={"provider": "openai", "status": exc.status_code, "param": body.get("param")},
+    )
+
+
+def parse_shutdown_date(value: Any) -> date | None:
+    """Read a shutdown date given as unix seconds or as an ISO date or datetime string."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
+        return datetime.fromtimestamp(int(value), tz=UTC).date()
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            pass
+    logger.warning("Ignoring an unreadable model shutdown_date: %r", value)
+    return None
+
+
+def job_info(job: FineTuningJob) -> JobInfo:
+    """Return our ``JobInfo`` for the client's ``FineTuningJob``."""
+    error = job.error.message if job.error is not None and job.error.message else None
+    return JobInfo(
+        id=job.id,
+        status=job.status,
+        model=job.model,
+        fine_tuned_model=job.fine_tuned_model,
+        trained_tokens=job.trained_tokens,
+        error=error,
+        estimated_finish=job.estimated_finish,
+        finished_at=job.finished_at,
+        created_at=job.created_at,
+    )
+
+
+class OpenAIProvider(FineTuningProvider):
+    """Fine-tunes through OpenAI's files, fine-tuning, models and chat endpoints.
+
+    Pass ``client`` to use a ready client; otherwise one is built from settings on first use, so
+    that a missing API key surfaces as a ``ProviderError`` from the call that needed it.
+    """
+
+    name = "openai"
+
+    def __init__(self, client: openai.OpenAI | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> openai.OpenAI:
+        if self._client is None:
+            with openai_errors():
+                self._client = openai.OpenAI(
+                    api_key=settings.OPENAI_API_KEY,
+                    base_url=settings.OPENAI_BASE_URL or None,
+                    max_retries=settings.OPENAI_MAX_RETRIES,
+                    timeout=settings.OPENAI_TIMEOUT,
+                )
+        return self._client
+
+    def upload_training_file(self, path: str | Path) -> str:
+        """Upload a JSONL file with purpose "fine-tune" and return its file id.
+
+        The bytes are read up front, not streamed from an open file: a retried upload must send
+        the same bytes again, and a half-read file handle would send a truncated dataset.
+        """
+        source = Path(path)
+        try:
+            content = source.read_bytes()
+        except OSError as exc:
+            raise ProviderError(f"Cannot read training file {source}: {exc}", code="file_unreadable") from exc
+        with openai_errors():
+            uploaded = self.client.files.create(
+                file=(source.name, content, "application/jsonl"),
+                purpose="fine-tune",
+            )
+        return uploaded.id
+
+    def create_job(
+        self,
+        *,
+        training_file: str,
+        validation_file: str | None = None,
+        model: str,
+        suffix: str | None = None,
+        method: str = "sft",
+        hyperparameters: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Refuse a base model near its shutdown, then create the job and return its id."""
+        self.check_base_model(model)
+        with openai_errors():
+            job = self.client.fine_tuning.jobs.create(
+                model=model,
+                training_file=training_file,
+                validation_file=validation_file or openai.omit,
+                suffix=suffix or openai.omit,
+                method=cast(job_create_params.Method, build_method(method, hyperparameters)),
+                metadata=string_metadata(metadata) or openai.omit,
+            )
+        return job.id
+
+    def get_job(self, job_id: str) -> JobInfo:
+        with openai_errors():
+            return job_info(self.client.fine_tuning.jobs.retrieve(job_id))
+
+    def list_events(self, job_id: str) -> list[JobEvent]:
+        """Return the newest page of events (OpenAI lists newest first), oldest first."""
+        with openai_errors():
+            page = self.client.fine_tuning.jobs.list_events(job_id, limit=EVENTS_PAGE_SIZE)
+        # Reversed before the (stable) sort so events of the same second keep their order.
+        events = [JobEvent(created_at=e.created_at, level=e.level, message=e.message) for e in reversed(page.data)]
+        return sorted(events, key=lambda event: event.created_at)
+
+    def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        with openai_errors():
+            page = self.client.fine_tuning.jobs.checkpoints.list(job_id, limit=CHECKPOINTS_PAGE_SIZE)
+        checkpoints = [
+            Checkpoint(
+                step=item.step_number,
+                train_loss=item.metrics.train_loss,
+                valid_loss=item.metrics.valid_loss,
+                train_mean_token_accuracy=item.metrics.train_mean_token_accuracy,
+                valid_mean_token_accuracy=item.metrics.valid_mean_token_accuracy,
+                fine_tuned_model_checkpoint=item.fine_tuned_model_checkpoint,
+            )
+            for item in page.data
+        ]
+        return sorted(checkpoints, key=lambda checkpoint: checkpoint.step)
+
+    def cancel_job(self, job_id: str) -> JobInfo:
+        with openai_errors():
+            return job_info(self.client.fine_tuning.jobs.cancel(job_id))
+
+    def complete(self, model_id: str, system_prompt: str, user_prompt: str) -> str:
+        with openai_errors():
+            completion = self.client.chat.completions.create(
+                model=model_id,
+                messages=[
+                    {"role": "system", "content": system_prompt},
+                    {"role": "user", "content": user_prompt},
+                ],
+            )
+        if not completion.choices:
+            raise ProviderError(f"OpenAI returned no completion for {model_id}.", code="empty_completion")
+        return completion.choices[0].message.content or ""
+
+    def base_model_shutdown_date(self, model: str) -> date | None:
+        """Return the model's ``shutdown_date`` from the models endpoint, cached for an hour."""
+        key = (str(self.client.base_url), model)
+        with _shutdown_cache_lock:
+            cached = _shutdown_cache.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        with openai_errors():
+            found = self.client.models.retrieve(model)
+        extra = found.model_extra or {}
+        shutdown = parse_shutdown_date(getattr(found, "shutdown_date", None) or extra.get("shutdown_date"))
+        with _shutdown_cache_lock:
+            _shutdown_cache[key] = (time.monotonic() + SHUTDOWN_CACHE_SECONDS, shutdown)
+        return shutdown
+
+    def unwrap_webhook(self, payload: bytes | str, headers: Mapping[str, str]) -> Any:
+        """Verify a webhook's Standard Webhooks signature and return the parsed event.
+
+        A wrong, missing or stale (older than five minutes) signature raises ``ProviderError``
+        with code "invalid_signature" and status 400, so a forged call changes nothing.
+        """
+        secret = getattr(settings, "OPENAI_WEBHOOK_SECRET", "")
+        if not secret:
+            raise ProviderError("OPENAI_WEBHOOK_SECRET is not set: webhooks cannot be verified.", code="not_configured")
+        try:
+            return self.client.webhooks.unwrap(payload, dict(headers), secret=secret)
+        except (openai.InvalidWebhookSignatureError, ValueError) as exc:
+            raise ProviderError(
+                f"Webhook signature rejected: {exc}",
+                code="invalid_signature",
+                status_code=status.HTTP_400_BAD_REQUEST,
+            ) from exc

@@ -1,7 +1,9 @@
 """Outcome labels: what happened to each message an agent sent (the seed's ``outcome_labels``)."""
 
 import uuid
+from decimal import Decimal
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -49,7 +51,7 @@ class OutcomeLabel(models.Model):
     framework = models.CharField(max_length=50, blank=True, default="")
     tone = models.CharField(max_length=50, blank=True, default="")
     channel = models.CharField(max_length=50, blank=True, default="")
-    icp_match_score = models.FloatField(default=0.0)
+    icp_match_score = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
 
     # Prospect (kept out of every export: replaced by placeholders in subject and body)
     first_name = models.CharField(max_length=100, blank=True, default="")
@@ -72,9 +74,13 @@ class OutcomeLabel(models.Model):
     deal_closed_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
-    reply_sentiment = models.FloatField(null=True, blank=True)
-    deal_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
-    quality_score = models.FloatField(default=0.0, db_index=True)
+    reply_sentiment = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-1.0), MaxValueValidator(1.0)]
+    )
+    deal_value = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal(0))]
+    )
+    quality_score = models.FloatField(default=0.0, db_index=True, editable=False)
 
     # Curation
     excluded_from_training = models.BooleanField(default=False)

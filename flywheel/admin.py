@@ -1,0 +1,25 @@
+from django.contrib import admin
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
+
+from flywheel.models import Organization, OrganizationAPIKey
+
+# Flywheel's keys belong to organizations; the library's unscoped key model stays unused.
+admin.site.unregister(APIKey)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin[Organization]):
+    list_display = ["name", "slug", "id", "created_at"]
+    search_fields = ["name", "slug", "id"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["id", "routing_version", "created_at"]
+
+
+@admin.register(OrganizationAPIKey)
+class OrganizationAPIKeyAdmin(APIKeyModelAdmin):
+    list_display = (*APIKeyModelAdmin.list_display, "organization", "role")  # type: ignore[assignment]
+    list_filter = (*APIKeyModelAdmin.list_filter, "role", "organization")  # type: ignore[assignment]
+    search_fields = (*APIKeyModelAdmin.search_fields, "organization__name")  # type: ignore[assignment]
+    list_select_related = ["organization"]
+    raw_id_fields = ["organization"]

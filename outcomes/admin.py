@@ -1,0 +1,137 @@
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+
+from outcomes.models import OutcomeLabel
+from outcomes.services import outcome_curate
+
+# Deepest stage first: a label belongs to the first stage whose timestamp is set.
+STAGE_FILTERS: list[tuple[str, str, Q]] = [
+    ("deal_closed", "Deal closed", Q(deal_closed_at__isnull=False)),
+    ("meeting_completed", "Meeting completed", Q(meeting_completed_at__isnull=False)),
+    ("meeting_booked", "Meeting booked", Q(meeting_booked_at__isnull=False)),
+    ("replied", "Replied", Q(replied_at__isnull=False)),
+    ("clicked", "Clicked", Q(clicked_at__isnull=False)),
+    ("opened", "Opened", Q(opened_at__isnull=False)),
+    ("bounced", "Bounced", Q(bounced_at__isnull=False)),
+    ("delivered", "Delivered", Q(delivered_at__isnull=False)),
+]
+
+
+class FurthestStageFilter(admin.SimpleListFilter):
+    title = "furthest stage reached"
+    parameter_name = "stage"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(key, label) for key, label, _ in STAGE_FILTERS] + [("sent", "Sent only")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OutcomeLabel]) -> QuerySet[OutcomeLabel]:
+        value = self.value()
+        if value is None:
+            return queryset
+        deeper = Q()
+        for key, _, condition in STAGE_FILTERS:
+            if key == value:
+                return queryset.filter(condition).exclude(deeper) if deeper else queryset.filter(condition)
+            deeper |= condition
+        return queryset.exclude(deeper)
+
+
+class QualityBandFilter(admin.SimpleListFilter):
+    title = "quality band"
+    parameter_name = "quality"
+    BANDS = {"high": (0.6, 1.01), "medium": (0.2, 0.6), "low": (0.0, 0.2)}
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("high", "High (≥ 0.6)"), ("medium", "Medium (0.2-0.6)"), ("low", "Low (< 0.2)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OutcomeLabel]) -> QuerySet[OutcomeLabel]:
+        band = self.BANDS.get(self.value() or "")
+        if band is None:
+            return queryset
+        return queryset.filter(quality_score__gte=band[0], quality_score__lt=band[1])
+
+
+@admin.register(OutcomeLabel)
+class OutcomeLabelAdmin(admin.ModelAdmin[OutcomeLabel]):
+    list_display = [
+        "external_id",
+        "organization",
+        "model",
+        "industry",
+        "role",
+        "framework",
+        "furthest_stage",
+        "quality_score",
+        "deal_value",
+        "excluded_from_training",
+        "sent_at",
+    ]
+    list_filter = [
+        FurthestStageFilter,
+        QualityBandFilter,
+        "organization",
+        "excluded_from_training",
+        "industry",
+        "framework",
+        "tone",
+        "channel",
+    ]
+    search_fields = ["external_id", "subject", "industry", "role"]
+    list_select_related = ["organization", "model"]
+    raw_id_fields = ["organization", "model"]
+    readonly_fields = ["id", "quality_score", "furthest_stage", "created_at", "updated_at"]
+    date_hierarchy = "sent_at"
+    show_full_result_count = False
+    list_per_page = 50
+    fieldsets = [
+        (None, {"fields": ["id", "organization", "external_id", "model", "quality_score", "furthest_stage"]}),
+        (
+            "Segment",
+            {"fields": ["industry", "role", "company_size", "framework", "tone", "channel", "icp_match_score"]},
+        ),
+        ("Prospect", {"fields": ["first_name", "last_name", "company"]}),
+        ("Message", {"fields": ["prompt", "subject", "body"]}),
+        (
+            "Funnel",
+            {
+                "fields": [
+                    "sent_at",
+                    "delivered_at",
+                    "opened_at",
+                    "clicked_at",
+                    "replied_at",
+                    "reply_sentiment",
+                    "meeting_booked_at",
+                    "meeting_completed_at",
+                    "deal_closed_at",
+                    "deal_value",
+                    "bounced_at",
+                    "unsubscribed_at",
+                ]
+            },
+        ),
+        ("Curation", {"fields": ["excluded_from_training", "reviewer_note", "ideal_body"]}),
+        (None, {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: OutcomeLabel | None = None) -> list[str]:
+        # Funnel and attribution move only through events, so that model counters stay exact;
+        # staff curate labels (exclude, annotate, give an ideal text) but do not rewrite history.
+        if obj is None:
+            return self.readonly_fields
+        editable = {"excluded_from_training", "reviewer_note", "ideal_body"}
+        return [f.name for f in OutcomeLabel._meta.fields if f.name not in editable] + ["furthest_stage"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: OutcomeLabel, form: Any, change: bool) -> None:
+        outcome_curate(
+            label=obj,
+            excluded_from_training=obj.excluded_from_training,
+            reviewer_note=obj.reviewer_note,
+            ideal_body=obj.ideal_body,
+        )

@@ -1,0 +1,153 @@
+"""Seed a demo organization with realistic synthetic outcome labels attributed to two models."""
+
+import datetime
+import random
+from decimal import Decimal
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from flywheel.models import Organization
+from flywheel.services import api_key_create, organization_create
+from outcomes.services import outcome_event_record_bulk, outcome_upsert_bulk
+from registry.models import RegisteredModel
+from registry.services import model_deploy, model_register, model_set_baseline
+
+INDUSTRIES = ["SaaS", "FinTech", "Healthcare", "Logistics", "E-commerce"]
+ROLES = ["VP Sales", "Head of Growth", "CTO", "Revenue Operations Lead"]
+FRAMEWORKS = ["PAS", "AIDA", "BAB"]
+TONES = ["professional", "casual", "direct"]
+FIRST_NAMES = ["Maya", "Jonas", "Priya", "Lucas", "Amara", "Ethan", "Sofia", "Kenji"]
+LAST_NAMES = ["Okafor", "Lindqvist", "Raman", "Moreau", "Haddad", "Novak", "Silva", "Tanaka"]
+COMPANIES = ["Northwind", "Brightpath", "Quantix", "Helio Labs", "Cobalt Freight", "Verdant Health"]
+OPENERS = {
+    "PAS": "Most {role} teams in {industry} lose hours every week chasing stale pipeline.",
+    "AIDA": "Teams like {company} cut their sales cycle by a third last quarter.",
+    "BAB": "Before: reps juggling five tools. After: one view of every deal.",
+}
+# Per-message probabilities of reaching each stage; the fine-tuned model does a little better.
+FUNNEL = {
+    "base": {
+        "opened": 0.55,
+        "clicked": 0.2,
+        "replied": 0.1,
+        "meeting_booked": 0.4,
+        "meeting_completed": 0.75,
+        "deal_closed": 0.45,
+    },
+    "tuned": {
+        "opened": 0.6,
+        "clicked": 0.24,
+        "replied": 0.13,
+        "meeting_booked": 0.45,
+        "meeting_completed": 0.8,
+        "deal_closed": 0.5,
+    },
+}
+
+
+class Command(BaseCommand):
+    help = "Create the demo organization, two registered models and synthetic outcome labels."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--seed", type=int, default=7, help="Random seed: the same seed gives the same data.")
+        parser.add_argument("--labels", type=int, default=400)
+        parser.add_argument("--slug", default="demo")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        rng = random.Random(options["seed"])
+        organization = Organization.objects.filter(slug=options["slug"]).first()
+        if organization is None:
+            organization = organization_create(name="Demo Sales Co", slug=options["slug"])
+            _, secret = api_key_create(organization=organization, role="ops")
+            self.stdout.write(f"Demo organization created; its ops API key (shown once): {secret}")
+        models = self._models(organization)
+        now = timezone.now()
+        items, events = [], []
+        for n in range(options["labels"]):
+            model = models["tuned"] if n % 3 == 0 else models["base"]
+            item, item_events = _synthetic_label(rng, n, model, now)
+            items.append(item)
+            events.extend(item_events)
+        created = sum(r.created for r in outcome_upsert_bulk(organization=organization, items=items).results)
+        changed = sum(r.changed for r in outcome_event_record_bulk(organization=organization, events=events).results)
+        self.stdout.write(f"{created} outcome label(s) created, {changed} event(s) recorded.")
+
+    def _models(self, organization: Organization) -> dict[str, RegisteredModel]:
+        existing = {m.model_version: m for m in RegisteredModel.objects.filter(organization=organization)}
+        if "v2.0.0" in existing and "v2.1.0" in existing:
+            return {"base": existing["v2.0.0"], "tuned": existing["v2.1.0"]}
+        base = model_register(
+            model_id="gpt-4o-2024-08-06",
+            model_version="v2.0.0",
+            base_model="gpt-4o-2024-08-06",
+            organization=organization,
+            provider="openai",
+        )
+        tuned = model_register(
+            model_id="ft:gpt-4o-2024-08-06:demo:rekindle-v2-1-0:demo01",
+            model_version="v2.1.0",
+            base_model="gpt-4o-2024-08-06",
+            organization=organization,
+            provider="openai",
+            training_stats={"training_examples_count": 180, "positive_examples": 120, "deals_in_training": 14},
+        )
+        model_set_baseline(model=base, actor=None)
+        model_deploy(model=base, traffic_percentage=100.0, ab_test_group="control", actor=None, reason="demo data")
+        self.stdout.write("2 model(s) registered; v2.0.0 deployed as the baseline.")
+        return {"base": base, "tuned": tuned}
+
+
+def _synthetic_label(
+    rng: random.Random, n: int, model: RegisteredModel, now: datetime.datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    industry, role = rng.choice(INDUSTRIES), rng.choice(ROLES)
+    framework, tone = rng.choice(FRAMEWORKS), rng.choice(TONES)
+    first, last, company = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES), rng.choice(COMPANIES)
+    sent_at = now - datetime.timedelta(days=rng.uniform(1, 75))
+    opener = OPENERS[framework].format(role=role, industry=industry, company=company)
+    item = {
+        "external_id": f"demo-{n:05d}",
+        "model": model.pk,
+        "industry": industry,
+        "role": role,
+        "framework": framework,
+        "tone": tone,
+        "channel": "email",
+        "company_size": rng.choice(["1-50", "51-200", "201-1000", "1000+"]),
+        "icp_match_score": round(rng.uniform(0.3, 1.0), 2),
+        "first_name": first,
+        "last_name": last,
+        "company": company,
+        "subject": f"{company} x faster pipeline reviews",
+        "body": f"Hi {first},\n\n{opener} Worth a 15-minute call next week?\n\nBest,\nAlex",
+        "sent_at": sent_at,
+    }
+    return item, _synthetic_events(
+        rng, f"demo-{n:05d}", FUNNEL["tuned" if "ft:" in model.model_id else "base"], sent_at, now
+    )
+
+
+def _synthetic_events(
+    rng: random.Random, external_id: str, odds: dict[str, float], sent_at: datetime.datetime, now: datetime.datetime
+) -> list[dict[str, Any]]:
+    if rng.random() < 0.04:
+        return [{"external_id": external_id, "type": "bounced", "occurred_at": sent_at + datetime.timedelta(minutes=2)}]
+    at = sent_at + datetime.timedelta(minutes=5)
+    events = [{"external_id": external_id, "type": "delivered", "occurred_at": at}]
+    for stage in ("opened", "clicked", "replied", "meeting_booked", "meeting_completed", "deal_closed"):
+        if stage != "clicked" and rng.random() >= odds[stage]:
+            break
+        if stage == "clicked" and rng.random() >= odds[stage]:
+            continue
+        at = min(at + datetime.timedelta(hours=rng.uniform(1, 96)), now)
+        event: dict[str, Any] = {"external_id": external_id, "type": stage, "occurred_at": at}
+        if stage == "replied":
+            event["sentiment"] = round(rng.uniform(-0.2, 1.0), 2)
+        if stage == "deal_closed":
+            event["deal_value"] = Decimal(rng.choice([8000, 15000, 24000, 50000, 72000]))
+        events.append(event)
+    if rng.random() < 0.02:
+        events.append({"external_id": external_id, "type": "unsubscribed", "occurred_at": at})
+    return events

@@ -1,0 +1,33 @@
+"""Production settings refuse to start without what they need and pass Django's deploy checks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}}
+    return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True
+    )
+
+
+def test_the_project_refuses_to_start_without_a_secret_key_when_debug_is_off() -> None:
+    result = manage("check", DEBUG="false")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_check_deploy_reports_nothing_with_the_documented_production_variables() -> None:
+    result = manage(
+        "check",
+        "--deploy",
+        DEBUG="false",
+        SECRET_KEY="x" * 60 + "-production-secret",
+        ALLOWED_HOSTS="flywheel.example.com",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout

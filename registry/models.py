@@ -148,6 +148,13 @@ class RegisteredModel(models.Model):
                 condition=Q(is_baseline=True, organization__isnull=True),
                 name="model_registry_one_global_baseline",
             ),
+            # A resumed training run calls model_register again; the database, not only the
+            # service, makes sure it registers exactly one model.
+            models.UniqueConstraint(
+                fields=["training_run_id"],
+                condition=Q(training_run_id__isnull=False),
+                name="model_registry_one_model_per_training_run",
+            ),
         ]
         indexes = [models.Index(fields=["organization", "status"], name="model_registry_org_status")]
 
@@ -246,3 +253,82 @@ class Experiment(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.pool = pool_key(self.organization_id)
         super().save(*args, **kwargs)
+
+
+# --- SQL views (created by migration 0002_views), read-only -----------------------------------
+#
+# A later migration that rebuilds model_registry (on SQLite most AlterField and some AddField
+# operations copy the table and rename it; on PostgreSQL any change to a column a view selects)
+# must drop these views first and create them again afterwards: see 0002_views.
+
+
+class ActiveModel(models.Model):
+    """A row of the ``active_models`` view: a model that is deployed or ready to deploy."""
+
+    id = models.UUIDField(primary_key=True)
+    organization = models.ForeignKey(
+        "flywheel.Organization", null=True, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+    )
+    model_id = models.CharField("model id", max_length=255)
+    model_version = models.CharField(max_length=32)
+    base_model = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=RegisteredModel.Status.choices)
+    deployed_at = models.DateTimeField(null=True)
+    traffic_percentage = models.FloatField()
+    ab_test_group = models.CharField(max_length=16, choices=RegisteredModel.ABTestGroup.choices)
+    is_baseline = models.BooleanField()
+    total_messages_sent = models.PositiveIntegerField()
+    reply_rate = models.FloatField()
+    meeting_rate = models.FloatField()
+    close_rate = models.FloatField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "active_models"
+        ordering = ["-traffic_percentage", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.model_version} ({self.model_id})"
+
+
+class LeaderboardEntry(models.Model):
+    """A row of the ``model_leaderboard`` view: a model, its counters, rates and ranks.
+
+    Ranks are computed by the database among every model of the same pool (an organization's
+    models, or the global ones); equal rates share a rank (``RANK()``).
+    """
+
+    id = models.UUIDField(primary_key=True)
+    organization = models.ForeignKey(
+        "flywheel.Organization", null=True, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+    )
+    model_id = models.CharField("model id", max_length=255)
+    model_version = models.CharField(max_length=32)
+    base_model = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=RegisteredModel.Status.choices)
+    traffic_percentage = models.FloatField()
+    ab_test_group = models.CharField(max_length=16, choices=RegisteredModel.ABTestGroup.choices)
+    total_messages_sent = models.PositiveIntegerField()
+    total_replies = models.PositiveIntegerField()
+    total_meetings_booked = models.PositiveIntegerField()
+    total_deals_closed = models.PositiveIntegerField()
+    total_revenue = models.DecimalField(max_digits=16, decimal_places=2)
+    reply_rate = models.FloatField()
+    meeting_rate = models.FloatField()
+    close_rate = models.FloatField()
+    reply_rate_vs_baseline = models.FloatField(null=True)
+    meeting_rate_vs_baseline = models.FloatField(null=True)
+    close_rate_vs_baseline = models.FloatField(null=True)
+    close_rate_rank = models.PositiveIntegerField()
+    reply_rate_rank = models.PositiveIntegerField()
+    revenue_rank = models.PositiveIntegerField()
+
+    class Meta:
+        managed = False
+        db_table = "model_leaderboard"
+        verbose_name_plural = "leaderboard entries"
+        ordering = ["-close_rate", "-reply_rate", "-total_revenue", "model_version"]
+
+    def __str__(self) -> str:
+        return f"#{self.close_rate_rank} {self.model_version} ({self.model_id})"

@@ -1,0 +1,269 @@
+"""Personal-data scrubbing for message text before it trains a model.
+
+:func:`scrub` replaces, in this order:
+
+1. links (``http://``, ``https://``, ``www.`` and bare ``domain.tld/path`` links) by ``{{link}}``.
+   Every link goes: tracking and scheduling links carry per-recipient ids that cannot be told
+   apart from harmless ones, and a model gains nothing from learning URLs;
+2. email addresses by ``{{email}}``;
+3. the prospect's first name, last name and company (whole word, any case, longest value first;
+   values shorter than 2 characters are skipped; a company is also matched without its legal
+   suffix, so "Acme" goes as well as "Acme Inc.") by ``{{first_name}}``, ``{{last_name}}`` and
+   ``{{company}}``;
+4. phone numbers (7 to 15 digits, international or national, grouped by spaces, dots, dashes or
+   parentheses) by ``{{phone}}``, leaving prices, percentages, years and dates alone.
+
+Links and emails go first so that a name inside them does not leave half an address behind.
+``{{placeholders}}`` already in the text are never touched.
+
+Speed matters: an export scrubs every row, and a naive regex pass per row can cost more than the
+export itself. Each pass is skipped by a cheap substring test (``"@"``, ``"/"``/``"ww."``, a
+digit), patterns are compiled once at import, and names are found with ``str.find`` on the
+lower-cased text instead of compiling a pattern per prospect.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import lru_cache
+
+MIN_VALUE_LENGTH = 2
+MIN_PHONE_DIGITS = 7
+MAX_PHONE_DIGITS = 15  # E.164
+
+FIRST_NAME = "{{first_name}}"
+LAST_NAME = "{{last_name}}"
+COMPANY = "{{company}}"
+EMAIL = "{{email}}"
+PHONE = "{{phone}}"
+LINK = "{{link}}"
+
+_PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
+
+# A link ends on a character that is not sentence punctuation, so "see https://x.io/a." keeps its dot.
+_URL_CHAR = r"[^\s<>\"'{}|\\^`\[\]]"
+_URL_END = r"[^\s<>\"'{}|\\^`\[\].,;:!?)]"
+# Patterns start with a literal or a character class, never a lookbehind, so that `re` can skip
+# ahead to candidate positions instead of trying every character; boundaries are checked after.
+_SCHEME_LINK = re.compile(rf"[hHwW](?:(?<=[hH])[tT][tT][pP][sS]?://|(?<=[wW])[wW][wW]\.){_URL_CHAR}*{_URL_END}")
+# Bare links need a path and a common top-level domain, so "Node.js/React" is not taken for one.
+_TLDS = (
+    "com|net|org|io|co|ai|app|dev|me|ly|us|uk|de|fr|es|it|nl|be|ch|at|se|no|dk|fi|pl|eu|ca|au|nz|in|"
+    "info|biz|link|page|site|xyz|so|gg|to|tv|cc|sh|vc|gl|gle|club|online|tech|store|cloud|email"
+)
+_BARE_LINK_TLD = re.compile(rf"\.(?:{_TLDS})/", re.IGNORECASE)
+_URL_TAIL = re.compile(rf"(?:{_URL_CHAR}*{_URL_END})?")
+_DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+_NOT_BEFORE_LINK = frozenset("@/_")  # part of an address, a longer path or a handle
+_EMAIL_DOMAIN = re.compile(r"@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![\w-])")
+# RFC 5322 allows these in a local part ("o'neil", "first_last"); braces, "|" and "/" are left out
+# so that a placeholder or link next to an address is not swallowed.
+_EMAIL_LOCAL_SYMBOLS = frozenset("._%+-'!#$&*=?^`~")
+
+# Phone candidates are maximal runs of a phone's alphabet that start with "+", "(" or a digit and
+# are at least 7 characters long: one flat character class, which `re` scans quickly. Whether a
+# run is a phone (7 to 15 digits, not a date, year range, amount or part of a longer token) is
+# then decided in Python, only for the few runs found.
+_PHONE_CANDIDATE = re.compile(rf"[+(\d][\d+ \t\u00a0().\-]{{{MIN_PHONE_DIGITS - 1},}}")
+_PHONE_TRAILING = " \t\u00a0().-+"
+_NOT_BEFORE_PHONE = frozenset("$€£¥+.,/%-_")
+_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
+_YEARS = re.compile(r"(?:19|20)\d\d(?:\s*[-\u2013.]?\s*(?:19|20)\d\d)+")
+_MONEY_AFTER = re.compile(r"\s?(?:[%€$£¥]|(?:USD|EUR|GBP|CHF|dollars?|euros?)\b)", re.IGNORECASE)
+_CURRENCY_SYMBOLS = "$€£¥"
+
+_LEGAL_SUFFIX = re.compile(
+    r"[\s,]+(?:inc|llc|ltd|limited|gmbh|ag|sa|sas|sarl|bv|nv|plc|corp|corporation|co|company|pty|srl|oy|ab)\.?$",
+    re.IGNORECASE,
+)
+
+
+def scrub(text: str, *, first_name: str = "", last_name: str = "", company: str = "") -> str:
+    """Return ``text`` with the prospect's personal data replaced by placeholders.
+
+    See the module docstring for what is replaced and in which order.
+    """
+    if not text:
+        return text
+    if "://" in text or "ww." in text or "WW." in text:
+        text = _SCHEME_LINK.sub(LINK, text)
+    if "/" in text:
+        text = _replace_bare_links(text)
+    if "@" in text:
+        text = _replace_emails(text)
+    values = _name_values(first_name, last_name, company) if first_name or last_name or company else ()
+    if values:
+        text = _replace_values(text, values)
+    if any(digit in text for digit in "0123456789"):
+        text = _replace_phones(text)
+    return text
+
+
+# --- Links and emails ----------------------------------------------------------------------------
+
+
+def _replace_bare_links(text: str) -> str:
+    """Replace ``domain.tld/path`` links, found from their ``.tld/`` and widened both ways."""
+    pieces: list[str] = []
+    position = 0
+    for match in _BARE_LINK_TLD.finditer(text):
+        start = _scan_back(text, match.start(), position, _DOMAIN_CHARS.__contains__)
+        while start < match.start() and not text[start].isalnum():
+            start += 1  # a domain starts with a letter or digit
+        before = text[start - 1] if start else ""
+        if start == match.start() or before.isalnum() or before in _NOT_BEFORE_LINK:
+            continue
+        end = _URL_TAIL.match(text, match.end())
+        pieces += [text[position:start], LINK]
+        position = end.end() if end else match.end()
+    return "".join([*pieces, text[position:]]) if pieces else text
+
+
+def _replace_emails(text: str) -> str:
+    """Replace email addresses, found from their ``@domain`` and widened back over the local part."""
+    pieces: list[str] = []
+    position = 0
+    for match in _EMAIL_DOMAIN.finditer(text):
+        start = match.start()
+        local_start = _scan_back(text, start, position, _is_email_local_char)
+        if local_start == start:
+            continue  # "@handle" has no local part: not an address
+        pieces += [text[position:local_start], EMAIL]
+        position = match.end()
+    return "".join([*pieces, text[position:]]) if pieces else text
+
+
+def _scan_back(text: str, index: int, floor: int, accepts: Callable[[str], bool]) -> int:
+    """Move ``index`` left, not past ``floor``, while the character before it is accepted."""
+    while index > floor and accepts(text[index - 1]):
+        index -= 1
+    return index
+
+
+def _is_email_local_char(char: str) -> bool:
+    return char.isalnum() or char in _EMAIL_LOCAL_SYMBOLS
+
+
+# --- Names ---------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _name_values(first_name: str, last_name: str, company: str) -> tuple[tuple[str, str], ...]:
+    """Lower-cased values to look for with their placeholders, longest first, duplicates dropped.
+
+    Cached because a row's subject and body are scrubbed with the same prospect.
+    """
+    company = company.strip()
+    pairs = [(first_name, FIRST_NAME), (last_name, LAST_NAME), (company, COMPANY)]
+    if " " in company or "," in company:
+        pairs.append((_LEGAL_SUFFIX.sub("", company), COMPANY))
+    found: dict[str, str] = {}
+    for value, placeholder in pairs:
+        key = " ".join(value.split()).lower()
+        if len(key) >= MIN_VALUE_LENGTH:
+            found.setdefault(key, placeholder)
+    return tuple(sorted(found.items(), key=lambda item: len(item[0]), reverse=True))
+
+
+def _replace_values(text: str, values: tuple[tuple[str, str], ...]) -> str:
+    """Replace whole-word, case-insensitive occurrences of each value, skipping placeholders."""
+    lowered = text.lower()
+    values = tuple(item for item in values if item[0] in lowered)
+    if not values:
+        return text
+    if len(lowered) != len(text):
+        # A few characters (e.g. "İ") change length when lower-cased, so offsets would drift.
+        return _replace_values_with_regex(text, values)
+    taken = [match.span() for match in _PLACEHOLDER.finditer(text)] if "{{" in text else []
+    found: list[tuple[int, int, str]] = []
+    for value, placeholder in values:
+        start = lowered.find(value)
+        while start != -1:
+            end = start + len(value)
+            if _is_whole_word(lowered, start, end) and not _overlaps(taken, start, end):
+                taken.append((start, end))
+                found.append((start, end, placeholder))
+            start = lowered.find(value, start + 1)
+    return _splice(text, found) if found else text
+
+
+def _is_word_char(char: str) -> bool:
+    # "_" counts as a separator, so handles such as "jane_doe" lose the name too.
+    return char.isalnum()
+
+
+def _is_whole_word(text: str, start: int, end: int) -> bool:
+    before = text[start - 1] if start else ""
+    after = text[end] if end < len(text) else ""
+    return not (before and _is_word_char(before)) and not (after and _is_word_char(after))
+
+
+def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(start < taken_end and taken_start < end for taken_start, taken_end in spans)
+
+
+def _splice(text: str, found: list[tuple[int, int, str]]) -> str:
+    pieces: list[str] = []
+    position = 0
+    for start, end, placeholder in sorted(found):
+        pieces += [text[position:start], placeholder]
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+def _replace_values_with_regex(text: str, values: tuple[tuple[str, str], ...]) -> str:
+    """The slow, exact path for text whose lower-case form has a different length."""
+    placeholders = dict(values)
+    alternatives = "|".join(r"\s+".join(map(re.escape, value.split())) for value, _ in values)
+    pattern = re.compile(rf"({_PLACEHOLDER.pattern})|(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(1)  # an existing placeholder stays as it is
+        return placeholders.get(" ".join(match.group(0).split()).lower(), match.group(0))
+
+    return pattern.sub(replace, text)
+
+
+# --- Phones --------------------------------------------------------------------------------------
+
+
+def _replace_phones(text: str) -> str:
+    """Replace the candidate runs that :func:`_is_phone` accepts, trimmed to their last digit."""
+    pieces: list[str] = []
+    position = 0
+    for match in _PHONE_CANDIDATE.finditer(text):
+        start = match.start()
+        end = start + len(match.group(0).rstrip(_PHONE_TRAILING))
+        if _is_phone(text, start, end):
+            pieces += [text[position:start], PHONE]
+            position = end
+    return "".join([*pieces, text[position:]]) if pieces else text
+
+
+def _is_phone(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is a phone number rather than a date, year, amount or code."""
+    candidate = text[start:end]
+    before = text[start - 1] if start else ""
+    after = text[end] if end < len(text) else ""
+    if before in _NOT_BEFORE_PHONE or (candidate[0].isdigit() and before.isalnum()):
+        return False  # the tail of a longer number, code or amount
+    if after.isalnum() or after in ("_", "%"):
+        return False
+    if not MIN_PHONE_DIGITS <= sum(char.isdigit() for char in candidate) <= MAX_PHONE_DIGITS:
+        return False
+    if "+" in candidate and (candidate.count("+") > 1 or not candidate.startswith(("+", "(+"))):
+        return False
+    if _DATE.fullmatch(candidate) or _YEARS.fullmatch(candidate):
+        return False
+    return not _is_amount(text, start, end)
+
+
+def _is_amount(text: str, start: int, end: int) -> bool:
+    """Whether a currency sign stands just before the number, or a currency or "%" just after."""
+    before = text[max(0, start - 2) : start].rstrip()
+    if before and before[-1] in _CURRENCY_SYMBOLS:
+        return True
+    return _MONEY_AFTER.match(text, end) is not None

@@ -19,7 +19,8 @@ that would redeploy a model which has failed since is refused.
 **Baseline comparisons.** The ``*_vs_baseline`` columns are refreshed by :func:`baseline_refresh`,
 which :func:`model_performance_update` and :func:`model_set_baseline` call in their transaction.
 Code that moves the counters any other way must call ``baseline_refresh(organization_id=...)``
-after the change, in the same transaction. A comparison is NULL when the pool has no baseline,
+after the change (in its transaction, or right after it commits: the refresh reads committed
+counters and is one statement). A comparison is NULL when the pool has no baseline,
 the baseline has sent nothing or its rate is 0, or the model itself has sent nothing.
 
 Performance counter updates are not audited: they are numbers, not decisions, and arrive on the

@@ -1,0 +1,460 @@
+"""Admin for the registry: models with their audit trail, traffic actions, the leaderboard.
+
+Every traffic-moving action needs the ``registry.deploy_model`` permission and shows a
+confirmation page first. The page lists the audit rows the change would write (each model's
+status and traffic before and after), computed by running the very service inside a
+rolled-back transaction (:func:`registry.services.dry_run`), so what is confirmed is what
+happens. Domain errors become admin messages.
+"""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+
+from flywheel.errors import ApplicationError
+from flywheel.models import Organization
+from registry import selectors
+from registry.models import Experiment, ModelEvent, RegisteredModel
+from registry.services import (
+    dry_run,
+    model_archive,
+    model_deploy,
+    model_rollback,
+    model_set_baseline,
+    model_set_traffic,
+    model_start_ab_test,
+)
+
+CONFIRM_TEMPLATE = "admin/registry/registeredmodel/confirm_traffic.html"
+LEADERBOARD_TEMPLATE = "admin/registry/registeredmodel/leaderboard.html"
+
+
+def percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f} %"
+
+
+EVENT_COLUMNS = (
+    "created_at",
+    "action",
+    "actor",
+    "status_before",
+    "status_after",
+    "traffic_before",
+    "traffic_after",
+    "reason",
+)
+
+
+class ModelEventInline(admin.TabularInline[ModelEvent, RegisteredModel]):
+    """The model's audit trail, newest first: append-only, so nothing to add, change or delete."""
+
+    model = ModelEvent
+    fk_name = "model"
+    fields = EVENT_COLUMNS
+    readonly_fields = EVENT_COLUMNS
+    ordering = ["-id"]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    @admin.display(description="actor")
+    def actor(self, event: ModelEvent) -> str:
+        return event.actor_label or str(event.actor_user or "")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The trail is part of the model's page: whoever may see the model sees its history.
+        return request.user.has_perm("registry.view_registeredmodel") or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class TrafficForm(forms.Form):
+    """What a traffic action asks for on its confirmation page."""
+
+    traffic_percentage = forms.FloatField(min_value=0.0001, max_value=100.0, required=False)
+    reason = forms.CharField(required=False, max_length=1000, widget=forms.TextInput(attrs={"size": 60}))
+    # The percentage the page previewed: a confirmation applies only what was shown.
+    previewed = forms.FloatField(required=False, widget=forms.HiddenInput)
+
+
+@dataclass(frozen=True)
+class TrafficAction:
+    """One traffic-moving admin action: its wording and the services it calls."""
+
+    name: str
+    title: str
+    done: str
+    call: Callable[[list[RegisteredModel], float | None, AbstractBaseUser, str], object]
+    single: bool = True
+    percentage: Callable[[RegisteredModel], float] | None = None
+
+    def count(self, models: list[RegisteredModel]) -> str:
+        if self.name == "rollback":
+            return f"{len({model.organization_id for model in models})} pool(s) rolled back"
+        return f"{len(models)} model(s) {self.done}"
+
+
+def _deploy_full(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+    model_deploy(model=models[0], traffic_percentage=100.0, ab_test_group="control", actor=actor, reason=reason)
+
+
+def _start_ab_test(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+    model_start_ab_test(variant=models[0], variant_traffic=share or 10.0, actor=actor, reason=reason)
+
+
+def _set_traffic(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+    model_set_traffic(model=models[0], traffic_percentage=share or 0.0, actor=actor, reason=reason)
+
+
+def _archive(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+    for model in models:
+        model_archive(model=model, actor=actor, reason=reason)
+
+
+def _rollback(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+    pools = {model.organization_id: model.organization for model in models}
+    for organization in pools.values():
+        model_rollback(organization=organization, actor=actor, reason=reason)
+
+
+ACTIONS = {
+    "deploy_at_full_traffic": TrafficAction(
+        "deploy_at_full_traffic", "Deploy at 100 %", "deployed at 100 %", _deploy_full
+    ),
+    "start_ab_test": TrafficAction(
+        "start_ab_test", "Start an A/B test", "started as A/B test variant", _start_ab_test, percentage=lambda m: 10.0
+    ),
+    "set_traffic": TrafficAction(
+        "set_traffic", "Set traffic", "given new traffic", _set_traffic, percentage=lambda m: m.traffic_percentage
+    ),
+    "archive": TrafficAction("archive", "Archive", "archived", _archive, single=False),
+    "rollback": TrafficAction("rollback", "Roll back the pool", "rolled back", _rollback, single=False),
+}
+
+
+def _actor(request: HttpRequest) -> AbstractBaseUser:
+    if not isinstance(request.user, AbstractBaseUser):
+        raise PermissionDenied
+    return request.user
+
+
+def _error_text(error: ApplicationError | ValidationError) -> str:
+    return error.message if isinstance(error, ApplicationError) else "; ".join(error.messages)
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
+    list_display = [
+        "model_version",
+        "model_id",
+        "organization",
+        "status",
+        "traffic_percentage",
+        "ab_test_group",
+        "is_baseline",
+        "reply_rate_display",
+        "meeting_rate_display",
+        "close_rate_display",
+        "total_messages_sent",
+        "total_replies",
+        "total_meetings_booked",
+        "total_deals_closed",
+        "total_revenue",
+        "created_at",
+    ]
+    list_filter = ["status", "ab_test_group", "is_baseline", "provider", "organization"]
+    search_fields = ["model_version", "model_id", "base_model", "fine_tuning_job_id", "organization__slug"]
+    list_select_related = ["organization"]
+    show_full_result_count = False
+    list_per_page = 50
+    date_hierarchy = "created_at"
+    inlines = [ModelEventInline]
+    actions = ["deploy_at_full_traffic", "start_ab_test", "set_traffic", "archive", "rollback", "set_baseline"]
+    fieldsets = [
+        (None, {"fields": ["id", "organization", "model_id", "model_version", "base_model", "status", "error"]}),
+        ("Traffic", {"fields": ["traffic_percentage", "ab_test_group", "deployed_at", "is_baseline"]}),
+        ("Training", {"fields": ["training_examples_count", "positive_examples", "deals_in_training"]}),
+        (
+            "Performance",
+            {
+                "fields": [
+                    "total_messages_sent",
+                    "total_replies",
+                    "total_meetings_booked",
+                    "total_deals_closed",
+                    "total_revenue",
+                    "reply_rate_display",
+                    "meeting_rate_display",
+                    "close_rate_display",
+                    "reply_rate_vs_baseline_display",
+                    "meeting_rate_vs_baseline_display",
+                    "close_rate_vs_baseline_display",
+                ]
+            },
+        ),
+        (
+            "Lineage",
+            {
+                "fields": [
+                    "provider",
+                    "fine_tuning_job_id",
+                    "training_run_id",
+                    "dataset_sha256",
+                    "base_model_shutdown_date",
+                ]
+            },
+        ),
+        (None, {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: RegisteredModel | None = None) -> list[str]:
+        """Everything: statuses, traffic and counters change only through the services (actions)."""
+        return [str(name) for _, options in self.fieldsets for name in options["fields"]]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # models are registered by training runs, the API and commands (model_register)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the audit trail and outcome labels point at models: archive instead
+
+    def has_deploy_permission(self, request: HttpRequest) -> bool:
+        """The ``registry.deploy_model`` permission: ML ops staff who may move traffic."""
+        return request.user.has_perm(f"{self.opts.app_label}.deploy_model")
+
+    @admin.display(description="reply rate", ordering="reply_rate")
+    def reply_rate_display(self, model: RegisteredModel) -> str:
+        return percent(model.reply_rate)
+
+    @admin.display(description="meeting rate", ordering="meeting_rate")
+    def meeting_rate_display(self, model: RegisteredModel) -> str:
+        return percent(model.meeting_rate)
+
+    @admin.display(description="close rate", ordering="close_rate")
+    def close_rate_display(self, model: RegisteredModel) -> str:
+        return percent(model.close_rate)
+
+    @admin.display(description="reply rate vs baseline")
+    def reply_rate_vs_baseline_display(self, model: RegisteredModel) -> str:
+        return signed(model.reply_rate_vs_baseline)
+
+    @admin.display(description="meeting rate vs baseline")
+    def meeting_rate_vs_baseline_display(self, model: RegisteredModel) -> str:
+        return signed(model.meeting_rate_vs_baseline)
+
+    @admin.display(description="close rate vs baseline")
+    def close_rate_vs_baseline_display(self, model: RegisteredModel) -> str:
+        return signed(model.close_rate_vs_baseline)
+
+    # --- Traffic actions -----------------------------------------------------------------------
+
+    @admin.action(description="Deploy at 100 %% (archives the deployed)", permissions=["deploy"])
+    def deploy_at_full_traffic(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
+        return self.run_traffic_action(request, queryset, ACTIONS["deploy_at_full_traffic"])
+
+    @admin.action(description="Start an A/B test of the selected model", permissions=["deploy"])
+    def start_ab_test(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
+        return self.run_traffic_action(request, queryset, ACTIONS["start_ab_test"])
+
+    @admin.action(description="Set traffic of the selected model", permissions=["deploy"])
+    def set_traffic(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
+        return self.run_traffic_action(request, queryset, ACTIONS["set_traffic"])
+
+    @admin.action(description="Archive selected models", permissions=["deploy"])
+    def archive(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
+        return self.run_traffic_action(request, queryset, ACTIONS["archive"])
+
+    @admin.action(description="Roll back the pool of the selected models", permissions=["deploy"])
+    def rollback(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
+        return self.run_traffic_action(request, queryset, ACTIONS["rollback"])
+
+    @admin.action(description="Make the selected model its pool's baseline", permissions=["deploy"])
+    def set_baseline(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> None:
+        models = list(queryset)
+        if len(models) != 1:
+            self.message_user(request, "Select exactly one model to make the baseline.", messages.ERROR)
+            return
+        try:
+            model_set_baseline(model=models[0], actor=_actor(request))
+        except (ApplicationError, ValidationError) as error:
+            self.message_user(request, _error_text(error), messages.ERROR)
+            return
+        self.message_user(request, f"{models[0].model_version} is now the baseline of its pool.", messages.SUCCESS)
+
+    def run_traffic_action(
+        self, request: HttpRequest, queryset: QuerySet[RegisteredModel], action: TrafficAction
+    ) -> HttpResponse | None:
+        """Show the confirmation page; when what it showed is confirmed, apply the change."""
+        models = list(queryset.select_related("organization").order_by("id"))
+        if action.single and len(models) != 1:
+            self.message_user(request, f"{action.title}: select exactly one model.", messages.ERROR)
+            return None
+        confirming = "confirm_step" in request.POST
+        form = TrafficForm(request.POST if confirming else None)
+        if confirming and not form.is_valid():
+            return self.confirmation(request, models, action, form, events=[])
+        submitted = form.cleaned_data if confirming else {}
+        share = submitted.get("traffic_percentage") if action.percentage else None
+        if action.percentage and share is None:
+            share = action.percentage(models[0])
+        reason = submitted.get("reason") or ""
+        try:
+            if confirming and "apply" in request.POST and submitted.get("previewed") == share:
+                action.call(models, share, _actor(request), reason)
+                self.message_user(request, action.count(models), messages.SUCCESS)
+                return None
+            events = dry_run(lambda: action.call(models, share, _actor(request), reason))
+        except (ApplicationError, ValidationError) as error:
+            self.message_user(request, f"{action.title}: {_error_text(error)}", messages.ERROR)
+            return None
+        form = TrafficForm(initial={"traffic_percentage": share, "reason": reason, "previewed": share})
+        return self.confirmation(request, models, action, form, events=events)
+
+    def confirmation(
+        self,
+        request: HttpRequest,
+        models: list[RegisteredModel],
+        action: TrafficAction,
+        form: TrafficForm,
+        *,
+        events: list[ModelEvent],
+    ) -> TemplateResponse:
+        """The page listing each model's status and traffic before and after, with the confirm button."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{action.title}: confirm the traffic change",
+            "opts": self.opts,
+            "action": action,
+            "asks_percentage": action.percentage is not None,
+            "models": models,
+            "events": events,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(request, CONFIRM_TEMPLATE, context)
+
+    # --- Leaderboard ---------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        leaderboard = path(
+            "leaderboard/",
+            self.admin_site.admin_view(self.leaderboard_view),
+            name="registry_registeredmodel_leaderboard",
+        )
+        return [leaderboard, *super().get_urls()]
+
+    def leaderboard_view(self, request: HttpRequest) -> TemplateResponse:
+        """The ``model_leaderboard`` view for one pool (``?pool=global`` or an organization id)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        organization = _organization_or_none(request.GET.get("pool", "global"))
+        try:
+            min_samples = max(0, int(request.GET.get("min_samples", 0)))
+        except ValueError:
+            min_samples = 0
+        entries = selectors.leaderboard(organization=organization, min_samples=min_samples)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Model leaderboard",
+            "opts": self.opts,
+            "entries": entries,
+            "pool": str(organization.pk) if organization else "global",
+            "organization": organization,
+            "organizations": Organization.objects.filter(models__isnull=False).distinct().order_by("name"),
+            "min_samples": min_samples,
+        }
+        return TemplateResponse(request, LEADERBOARD_TEMPLATE, context)
+
+
+def _organization_or_none(pool: str) -> Organization | None:
+    """The organization whose id is ``pool``; ``None`` (the global pool) for anything else."""
+    try:
+        return Organization.objects.filter(pk=uuid.UUID(pool)).first()
+    except ValueError:
+        return None
+
+
+@admin.register(ModelEvent)
+class ModelEventAdmin(admin.ModelAdmin[ModelEvent]):
+    """The registry's audit trail across models: read-only, as it is append-only."""
+
+    list_display = [
+        "created_at",
+        "action",
+        "model",
+        "organization",
+        "actor_label",
+        "status_before",
+        "status_after",
+        "traffic_before",
+        "traffic_after",
+        "reason",
+    ]
+    list_filter = ["action", "organization"]
+    search_fields = ["model__model_version", "model__model_id", "actor_label", "reason", "batch"]
+    list_select_related = ["model", "organization", "actor_user"]
+    show_full_result_count = False
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin[Experiment]):
+    """A/B experiments: a plain list and a read-only page; they change through their services."""
+
+    list_display = ["__str__", "organization", "status", "planned_variant_share", "started_at", "ended_at", "winner"]
+    list_filter = ["status", "organization"]
+    list_select_related = ["organization", "control", "variant", "winner"]
+    search_fields = ["control__model_version", "variant__model_version", "pool"]
+    show_full_result_count = False
+    readonly_fields = [
+        "organization",
+        "pool",
+        "control",
+        "variant",
+        "planned_variant_share",
+        "planned_looks",
+        "look_interval_days",
+        "status",
+        "started_at",
+        "ended_at",
+        "winner",
+        "decision",
+        "looks",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

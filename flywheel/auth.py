@@ -1,19 +1,50 @@
 """API authentication: organization API keys (``Authorization: Api-Key <key>``) or staff sessions.
 
-A request authenticated by a key carries a :class:`KeyPrincipal` as ``request.user`` and the key
-itself as ``request.auth``; views scope every query to ``principal.organization``.
+A request authenticated by a key carries a :class:`KeyPrincipal` as ``request.user`` and the
+key's id as ``request.auth``; views scope every query to ``principal.organization`` through
+:func:`organization_scope`.
+
+**Verified-key cache.** Checking a key through the ORM (build and compile the query, two model
+instances, the hash) costs most of a small request's CPU. So once a key has been verified, the
+process remembers it for :data:`KEY_CACHE_SECONDS`, keyed by a SHA-256 of the full key (the
+secret itself is never kept). A remembered key still reads its own row on every request, by
+primary key, in one plain SQL statement joined to its organization. The guarantee: a key that
+is revoked, expires, changes role or is deleted is refused (or gets its new role) on the very
+next request, in every process, with no invalidation to broadcast; the organization's
+``routing_version`` (and name and slug) are read fresh on every request too, so routing stays
+exact. The cache only saves re-checking the hash and the ORM's overhead. It holds keys that
+verified, never failures, so it grows no larger than the set of valid keys in use.
 """
 
+import hashlib
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import connection
 from django.http import HttpRequest
-from rest_framework import authentication, exceptions, permissions, throttling
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions, permissions, serializers, throttling
 from rest_framework.request import Request
 
+from flywheel.errors import ApplicationError, NotFound
 from flywheel.models import Organization, OrganizationAPIKey
 
 KEYWORD = "Api-Key"
+KEY_CACHE_SECONDS = 5.0
+
+# One row per request for a remembered key: is it still usable, with which role, and the fresh
+# organization columns. Expiry is compared by the database, as the ORM would compare it.
+KEY_ROW_SQL = (
+    "SELECT k.revoked OR (k.expiry_date IS NOT NULL AND k.expiry_date < %s), k.role, "
+    "o.name, o.slug, o.routing_version "
+    "FROM flywheel_organizationapikey k JOIN flywheel_organization o "
+    "ON o.id = k.organization_id WHERE k.id = %s AND k.organization_id = %s"
+)
+ORGANIZATION_FIELDS = ["id", "name", "slug", "routing_version"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +68,19 @@ class KeyPrincipal:
         return f"api-key:{self.key_prefix}"
 
 
+@dataclass(frozen=True)
+class _Verified:
+    key_id: str
+    key_prefix: str
+    organization_id: uuid.UUID
+    organization_param: Any  # the id as the database driver takes it
+    until: float
+
+
+# Plain dict operations (get, set, pop) are atomic under the GIL, so threads may share it.
+_verified: dict[str, _Verified] = {}
+
+
 def key_from_header(request: HttpRequest) -> str | None:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _, key = header.partition(" ")
@@ -45,53 +89,172 @@ def key_from_header(request: HttpRequest) -> str | None:
     return key.strip() or None
 
 
-class APIKeyAuthentication(authentication.BaseAuthentication):
-    """Authenticate an organization API key; unknown, revoked or expired keys are refused."""
+def forget_verified_keys() -> None:
+    """Empty this process's verified-key cache (tests; a deliberate cold start)."""
+    _verified.clear()
 
-    def authenticate(self, request: Request) -> tuple[KeyPrincipal, OrganizationAPIKey] | None:
+
+def _refused() -> exceptions.AuthenticationFailed:
+    return exceptions.AuthenticationFailed("Invalid API key.")
+
+
+class APIKeyAuthentication(authentication.BaseAuthentication):
+    """Authenticate an organization API key; unknown, revoked or expired keys are refused (401)."""
+
+    def authenticate(self, request: Request) -> tuple[KeyPrincipal, str] | None:
         key = key_from_header(request._request)
         if key is None:
             return None
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        remembered = _verified.get(digest)
+        if remembered is not None and remembered.until > time.monotonic():
+            principal = self._recheck(remembered, digest)
+        else:
+            principal = self._verify(key, digest)
+        return principal, principal.key_id
+
+    def _verify(self, key: str, digest: str) -> KeyPrincipal:
+        """The full check: look the key up by prefix, compare the hash; remember it when valid."""
         prefix, _, _ = key.partition(".")
-        api_key = (
-            OrganizationAPIKey.objects.filter(prefix=prefix, revoked=False).select_related("organization").first()
-        )
+        api_key = OrganizationAPIKey.objects.filter(prefix=prefix, revoked=False).select_related("organization").first()
         if api_key is None or api_key.has_expired or not api_key.is_valid(key):
-            raise exceptions.AuthenticationFailed("Invalid API key.")
-        principal = KeyPrincipal(
+            raise _refused()
+        organization = api_key.organization
+        _verified[digest] = _Verified(
             key_id=api_key.pk,
             key_prefix=api_key.prefix,
-            organization=api_key.organization,
-            role=api_key.role,
+            organization_id=organization.pk,
+            organization_param=Organization._meta.pk.get_db_prep_value(organization.pk, connection),
+            until=time.monotonic() + KEY_CACHE_SECONDS,
         )
-        return principal, api_key
+        return KeyPrincipal(key_id=api_key.pk, key_prefix=api_key.prefix, organization=organization, role=api_key.role)
+
+    def _recheck(self, remembered: _Verified, digest: str) -> KeyPrincipal:
+        """A remembered key: read its row (revoked? expired? moved? role?) and its organization, fresh."""
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute(KEY_ROW_SQL, [now, remembered.key_id, remembered.organization_param])
+            row = cursor.fetchone()
+        if row is None or row[0]:
+            _verified.pop(digest, None)
+            raise _refused()
+        _, role, *columns = row
+        organization = Organization.from_db(
+            connection.alias, ORGANIZATION_FIELDS, [remembered.organization_id, *columns]
+        )
+        return KeyPrincipal(
+            key_id=remembered.key_id, key_prefix=remembered.key_prefix, organization=organization, role=role
+        )
 
     def authenticate_header(self, request: Request) -> str:
         return KEYWORD
+
+
+class APIKeySchema(OpenApiAuthenticationExtension):
+    """The ``Api-Key`` scheme in the OpenAPI document (Swagger UI's Authorize button)."""
+
+    target_class = APIKeyAuthentication
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "An organization API key: `Api-Key <prefix>.<secret>`.",
+        }
+
+
+# --- Permissions ---------------------------------------------------------------------------------
+
+
+def request_actor(request: Request) -> AbstractBaseUser | KeyPrincipal | None:
+    """Who the audit trail names for this request: the key's principal or the staff user."""
+    user = request.user
+    if isinstance(user, (KeyPrincipal, AbstractBaseUser)):
+        return user
+    return None
+
+
+def is_staff_user(user: Any) -> bool:
+    return bool(
+        user and not isinstance(user, KeyPrincipal) and user.is_authenticated and user.is_staff and user.is_active
+    )
 
 
 class IsOrganizationMember(permissions.BasePermission):
     """An organization API key of any role, or an active staff user with a session."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if isinstance(user, KeyPrincipal):
-            return True
-        return bool(user and user.is_authenticated and user.is_staff and user.is_active)
+        return isinstance(request.user, KeyPrincipal) or is_staff_user(request.user)
 
 
 class IsOps(IsOrganizationMember):
-    """An ``ops`` API key, or a staff user: may run training, deploy and promote."""
+    """An ``ops`` API key, or a staff user holding the view's ``staff_permission``.
+
+    Ops keys may run training, deploy and promote within their organization; staff need the
+    Django permission the admin asks for the same action (e.g. ``registry.deploy_model``).
+    """
+
+    message = "This needs an ops API key, or a staff user with the permission."
 
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
         if isinstance(user, KeyPrincipal):
             return user.is_ops
-        return super().has_permission(request, view)
+        needed = getattr(view, "staff_permission", None)
+        return is_staff_user(user) and (needed is None or user.has_perm(needed))
+
+
+class OrganizationScopeSerializer(serializers.Serializer):
+    """The ``organization_id`` a request may name: a key's own (or none), any one for staff."""
+
+    organization_id = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        help_text="An API key acts on its own organization (leave empty or name it); "
+        "staff name any organization, or leave it empty for the global pool.",
+    )
+
+
+def organization_scope(request: Request, organization_id: uuid.UUID | None) -> Organization | None:
+    """The organization a request acts on; ``None`` is the global pool (staff only).
+
+    A key acts on its own organization: ``organization_id`` may be omitted or name it; any other
+    id answers 404, exactly like an id that does not exist. Staff may name any organization, or
+    none for the global pool.
+    """
+    user = request.user
+    if isinstance(user, KeyPrincipal):
+        if organization_id is not None and organization_id != user.organization.pk:
+            raise NotFound(f"No organization has the id {organization_id}.")
+        return user.organization
+    if organization_id is None:
+        return None
+    organization = Organization.objects.filter(pk=organization_id).first()
+    if organization is None:
+        raise NotFound(f"No organization has the id {organization_id}.")
+    return organization
+
+
+def organization_required(request: Request, organization_id: uuid.UUID | None) -> Organization:
+    """Like :func:`organization_scope`, for operations that need an organization (not the global pool)."""
+    organization = organization_scope(request, organization_id)
+    if organization is None:
+        raise ApplicationError(
+            "organization_id is required: a staff session acts on the organization it names.",
+            code="organization_required",
+            details={"organization_id": ["This field is required for a staff session."]},
+        )
+    return organization
 
 
 class APIKeyRateThrottle(throttling.SimpleRateThrottle):
-    """Per-key (or per staff user) request rate limit, ``API_RATE_LIMIT`` (default 6000/min)."""
+    """Per-key (or per staff user) request rate limit, ``API_RATE_LIMIT`` (default 6000/min).
+
+    Counted in the default cache: per process with the default local-memory cache, shared by
+    every process when ``CACHE_URL`` names a shared cache (Redis, Memcached).
+    """
 
     scope = "api_key"
 

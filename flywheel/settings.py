@@ -143,20 +143,34 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["flywheel.auth.IsOrganizationMember"],
+    "DEFAULT_PARSER_CLASSES": ["flywheel.errors.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "flywheel.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["flywheel.auth.APIKeyRateThrottle"],
+    # Per API key (or staff user), counted in the default cache: per process unless CACHE_URL
+    # names a shared cache.
     "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="6000/min")},
     "UNAUTHENTICATED_USER": None,
 }
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 SPECTACULAR_SETTINGS = {
     "TITLE": "Flywheel API",
-    "DESCRIPTION": "Outcomes in, better models out.",
+    "DESCRIPTION": (
+        "Outcomes in, better models out. Authenticate with an organization API key "
+        "(`Authorization: Api-Key <key>`) or a staff session. Every 4xx answer is "
+        '`{"error": {"code", "message", "details"}}`.'
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "outcomes.api.batch_limits_hook"],
+    "ENUM_NAME_OVERRIDES": {
+        "ModelStatusEnum": "registry.models.RegisteredModel.Status",
+        "ABTestGroupEnum": "registry.models.RegisteredModel.ABTestGroup",
+    },
 }
-# Bodies above this size are refused with 413 before they are parsed.
+# Bodies above this size are refused with 413 before they are read (flywheel.errors.BoundedJSONParser).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=5 * 1024 * 1024)
 
 # --- Outcomes and training ---------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """HTTP routes of this app, mounted at the site's root by flywheel/urls.py."""
 
-from django.urls import URLPattern
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from outcomes.api import OutcomeEventsApi, OutcomeUpsertApi
+
+urlpatterns = [
+    path("api/outcomes", OutcomeUpsertApi.as_view(), name="outcomes-upsert"),
+    path("api/outcomes/events", OutcomeEventsApi.as_view(), name="outcomes-events"),
+]

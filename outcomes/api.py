@@ -1,0 +1,197 @@
+"""The agents' outcome endpoints.
+
+``POST /api/outcomes`` and ``POST /api/outcomes/events`` take one object or a list of up to
+:data:`~outcomes.serializers.MAX_ITEMS`. Each item is checked on its own: a bad item gets its
+errors in its own result and the others are still written. The answer is 200 with per-item
+results whenever the batch as a whole could be read; a single object (not a list) that is not
+valid answers 400, since there is nothing else in the batch to keep.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, PolymorphicProxySerializer, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from flywheel.auth import OrganizationScopeSerializer, organization_required
+from flywheel.errors import ApplicationError, error_responses
+from outcomes.serializers import (
+    MAX_ITEMS,
+    BulkResultSerializer,
+    EventItemSerializer,
+    OutcomeItemSerializer,
+)
+from outcomes.services import BulkResult, ItemResult, outcome_event_record_bulk, outcome_upsert_bulk
+
+
+def batch_items(data: Any) -> tuple[list[Any], bool]:
+    """The items of a body that is one object or a list of objects; whether it was one object."""
+    if isinstance(data, dict):
+        return [data], True
+    if not isinstance(data, list):
+        raise ApplicationError("Send one object or a list of objects.", code="invalid_body")
+    if not data:
+        raise ApplicationError("The list is empty: send at least one item.", code="empty_batch")
+    if len(data) > MAX_ITEMS:
+        raise ApplicationError(
+            f"At most {MAX_ITEMS} items per request, not {len(data)}: split the batch.",
+            code="too_many_items",
+            details={"max_items": MAX_ITEMS, "items": len(data)},
+        )
+    return data, False
+
+
+def _external_id(item: Any) -> str:
+    return str(item.get("external_id", "")) if isinstance(item, dict) else ""
+
+
+def run_batch(
+    data: Any, item_serializer: type[serializers.Serializer], write: Callable[[Sequence[Any]], BulkResult]
+) -> tuple[BulkResult, bool]:
+    """Validate each item, hand the valid ones to ``write`` (one service call), merge the results.
+
+    One serializer instance checks every item (a new instance per item would copy its fields
+    each time). Results keep the request's order and indices.
+    """
+    items, single = batch_items(data)
+    checker = item_serializer()
+    results: list[ItemResult | None] = []
+    valid: list[Any] = []
+    positions: list[int] = []
+    for index, item in enumerate(items):
+        try:
+            valid.append(checker.run_validation(item))
+        except serializers.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            results.append(ItemResult(index=index, external_id=_external_id(item), ok=False, errors=detail))
+            continue
+        results.append(None)
+        positions.append(index)
+    if valid:
+        for position, result in zip(positions, write(valid).results, strict=True):
+            result.index = position
+            results[position] = result
+    return BulkResult([result for result in results if result is not None]), single
+
+
+def batch_response(outcome: BulkResult, single: bool) -> Response:
+    """200 with the per-item results; 400 when the body was a single object that failed."""
+    if single and outcome.failed:
+        result = outcome.results[0]
+        raise ApplicationError("The item is not valid.", details=result.errors)
+    body = {
+        "total": len(outcome.results),
+        "succeeded": outcome.succeeded,
+        "failed": outcome.failed,
+        "results": outcome.results,
+    }
+    return Response(BulkResultSerializer(body).data)
+
+
+def batch_body(name: str, item: type[serializers.Serializer]) -> PolymorphicProxySerializer:
+    """The request schema of a batch endpoint: one item, or a list (sizes added by :func:`batch_limits_hook`)."""
+    return PolymorphicProxySerializer(
+        component_name=name,
+        serializers=[item(), item(many=True)],
+        resource_type_field_name=None,
+        many=False,
+    )
+
+
+def batch_limits_hook(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular post-processing: state the list sizes of the batch bodies in the schema.
+
+    ``PolymorphicProxySerializer`` drops ``min_length``/``max_length`` of a list serializer.
+    """
+    schemas = result.get("components", {}).get("schemas", {})
+    for name in ("OutcomeBatchRequest", "EventBatchRequest"):
+        for variant in schemas.get(name, {}).get("oneOf", []):
+            if variant.get("type") == "array":
+                variant.update(minItems=1, maxItems=MAX_ITEMS)
+    return result
+
+
+OUTCOME_EXAMPLE = {
+    "external_id": "msg-000123",
+    "model": None,
+    "industry": "SaaS",
+    "role": "VP Sales",
+    "framework": "PAS",
+    "tone": "professional",
+    "channel": "email",
+    "icp_match_score": 0.9,
+    "first_name": "Maya",
+    "company": "Northwind",
+    "subject": "Transform your sales process",
+    "body": "Hi {{first_name}}, ...",
+    "sent_at": "2025-01-20T09:30:00Z",
+}
+
+
+class OutcomeUpsertApi(APIView):
+    """``POST /api/outcomes``: create or update sent messages by ``external_id``."""
+
+    class FilterSerializer(OrganizationScopeSerializer):
+        pass
+
+    @extend_schema(
+        operation_id="outcomes_upsert",
+        parameters=[FilterSerializer],
+        request=batch_body("OutcomeBatch", OutcomeItemSerializer),
+        responses={200: BulkResultSerializer, **error_responses(404, 413, 415)},
+        examples=[OpenApiExample("One message", value=OUTCOME_EXAMPLE, request_only=True)],
+        summary="Report sent messages (one or up to 1,000)",
+    )
+    def post(self, request: Request) -> Response:
+        scope = self.FilterSerializer(data=request.query_params)
+        scope.is_valid(raise_exception=True)
+        organization = organization_required(request, scope.validated_data.get("organization_id"))
+        outcome, single = run_batch(
+            request.data,
+            OutcomeItemSerializer,
+            lambda items: outcome_upsert_bulk(organization=organization, items=items),
+        )
+        return batch_response(outcome, single)
+
+
+class OutcomeEventsApi(APIView):
+    """``POST /api/outcomes/events``: funnel events; a retried batch changes nothing."""
+
+    class FilterSerializer(OrganizationScopeSerializer):
+        pass
+
+    @extend_schema(
+        operation_id="outcomes_events_record",
+        parameters=[FilterSerializer],
+        request=batch_body("EventBatch", EventItemSerializer),
+        responses={200: BulkResultSerializer, **error_responses(404, 413, 415)},
+        examples=[
+            OpenApiExample(
+                "A reply and a deal",
+                value=[
+                    {
+                        "external_id": "msg-000123",
+                        "type": "replied",
+                        "occurred_at": "2025-01-21T10:00:00Z",
+                        "sentiment": 0.8,
+                    },
+                    {"external_id": "msg-000123", "type": "deal_closed", "deal_value": 15000},
+                ],
+                request_only=True,
+            )
+        ],
+        summary="Record funnel events (one or up to 1,000)",
+    )
+    def post(self, request: Request) -> Response:
+        scope = self.FilterSerializer(data=request.query_params)
+        scope.is_valid(raise_exception=True)
+        organization = organization_required(request, scope.validated_data.get("organization_id"))
+        outcome, single = run_batch(
+            request.data,
+            EventItemSerializer,
+            lambda events: outcome_event_record_bulk(organization=organization, events=events),
+        )
+        return batch_response(outcome, single)

@@ -1,0 +1,175 @@
+"""The registry's endpoints: routing for agents; models, leaderboard and deployment for ML ops.
+
+Every read is scoped by :func:`flywheel.auth.organization_scope`: a key sees its organization's
+models and the global ones; another organization's ids answer 404 like missing ones. Global
+models are changed only by staff holding ``registry.deploy_model``.
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from flywheel.auth import (
+    IsOps,
+    KeyPrincipal,
+    OrganizationScopeSerializer,
+    organization_required,
+    organization_scope,
+    request_actor,
+)
+from flywheel.errors import FiniteFloatField, error_responses
+from registry.models import RegisteredModel
+from registry.routing import choose_model
+from registry.selectors import leaderboard, model_get, models_list
+from registry.serializers import LeaderboardEntrySerializer, RegisteredModelSerializer
+from registry.services import model_deploy
+
+DEPLOY_PERMISSION = "registry.deploy_model"
+
+
+class RouteApi(APIView):
+    """``GET /api/route?lead=<key>``: the deployed model that writes this lead's next message.
+
+    Sticky per lead while traffic is unchanged; falls back to the global pool. The routing
+    table is cached per process and its freshness rides on the authentication query, so routing
+    adds no query of its own.
+    """
+
+    class FilterSerializer(OrganizationScopeSerializer):
+        lead = serializers.CharField(
+            required=False, max_length=255, help_text="The lead's key; without it, a random bucket."
+        )
+
+    @extend_schema_serializer(component_name="Route")
+    class OutputSerializer(serializers.Serializer):
+        registry_id = serializers.UUIDField(source="pk")
+        model_id = serializers.CharField()
+        model_version = serializers.CharField()
+        ab_test_group = serializers.CharField(allow_blank=True)
+
+    @extend_schema(
+        operation_id="route",
+        parameters=[FilterSerializer],
+        responses={200: OutputSerializer, **error_responses(404)},
+        summary="Which model writes the next message to a lead",
+    )
+    def get(self, request: Request) -> Response:
+        query = self.FilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        organization = organization_required(request, query.validated_data.get("organization_id"))
+        model = choose_model(organization, query.validated_data.get("lead"))
+        return Response(self.OutputSerializer(model).data)
+
+
+class ModelListApi(APIView):
+    """``GET /training/models``: the organization's models and the global ones, newest first."""
+
+    class FilterSerializer(OrganizationScopeSerializer):
+        status = serializers.ChoiceField(choices=RegisteredModel.Status.choices, required=False)
+
+    @extend_schema_serializer(component_name="ModelList")
+    class OutputSerializer(serializers.Serializer):
+        total = serializers.IntegerField()
+        models = RegisteredModelSerializer(many=True)
+
+    @extend_schema(
+        operation_id="training_models_list",
+        parameters=[FilterSerializer],
+        responses={200: OutputSerializer, **error_responses(404)},
+        summary="List models (filter by status and organization)",
+    )
+    def get(self, request: Request) -> Response:
+        query = self.FilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        organization = organization_scope(request, query.validated_data.get("organization_id"))
+        models = list(
+            models_list(organization=organization, status=query.validated_data.get("status"), include_global=True)
+        )
+        return Response(self.OutputSerializer({"total": len(models), "models": models}).data)
+
+
+class LeaderboardApi(APIView):
+    """``GET /training/leaderboard``: a pool's models with enough messages, best close rate first."""
+
+    class FilterSerializer(OrganizationScopeSerializer):
+        min_samples = serializers.IntegerField(
+            required=False, default=100, min_value=0, max_value=2**31 - 1, help_text="Messages sent, at least."
+        )
+
+    @extend_schema_serializer(component_name="Leaderboard")
+    class OutputSerializer(serializers.Serializer):
+        total = serializers.IntegerField()
+        leaderboard = LeaderboardEntrySerializer(many=True)
+
+    @extend_schema(
+        operation_id="training_leaderboard",
+        parameters=[FilterSerializer],
+        responses={200: OutputSerializer, **error_responses(404)},
+        summary="Model performance leaderboard",
+    )
+    def get(self, request: Request) -> Response:
+        query = self.FilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        organization = organization_scope(request, query.validated_data.get("organization_id"))
+        entries = list(leaderboard(organization=organization, min_samples=query.validated_data["min_samples"]))
+        return Response(self.OutputSerializer({"total": len(entries), "leaderboard": entries}).data)
+
+
+def deployable_model(request: Request, registry_id: str) -> RegisteredModel:
+    """The model a caller may change: its organization's; a global one only for permitted staff."""
+    user = request.user
+    if isinstance(user, KeyPrincipal):
+        model = model_get(registry_id=registry_id, organization=user.organization)
+        if model.organization_id is None:
+            raise exceptions.PermissionDenied(f"Global models are changed only by staff with {DEPLOY_PERMISSION}.")
+        return model
+    return model_get(registry_id=registry_id)
+
+
+REGISTRY_ID = OpenApiParameter("registry_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
+class ModelDeployApi(APIView):
+    """``POST /training/deploy/{registry_id}``: deploy a model at a share of its pool's traffic.
+
+    At 100 % the other deployed models are archived; below, they keep their proportions of the
+    rest. Ops keys and staff with ``registry.deploy_model``.
+    """
+
+    permission_classes = [IsOps]
+    staff_permission = DEPLOY_PERMISSION
+
+    @extend_schema_serializer(component_name="Deploy")
+    class InputSerializer(serializers.Serializer):
+        traffic_percentage = FiniteFloatField(default=100.0, min_value=0.0, max_value=100.0)
+        ab_test_group = serializers.ChoiceField(
+            choices=RegisteredModel.ABTestGroup.choices, default=RegisteredModel.ABTestGroup.CONTROL
+        )
+        reason = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
+
+        def validate_traffic_percentage(self, value: float) -> float:
+            if value <= 0:
+                raise serializers.ValidationError("Must be above 0; archive a model to take it out.")
+            return value
+
+    @extend_schema(
+        operation_id="training_deploy",
+        parameters=[REGISTRY_ID],
+        request=InputSerializer,
+        responses={200: RegisteredModelSerializer, **error_responses(404, 409, 413, 415)},
+        examples=[
+            OpenApiExample(
+                "Full traffic", value={"traffic_percentage": 100.0, "ab_test_group": "control"}, request_only=True
+            )
+        ],
+        summary="Deploy a model to production",
+    )
+    def post(self, request: Request, registry_id: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = deployable_model(request, registry_id)
+        model = model_deploy(model=model, actor=request_actor(request), **data.validated_data)
+        return Response(RegisteredModelSerializer(model).data)

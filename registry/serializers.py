@@ -1,0 +1,85 @@
+"""How registered models and leaderboard rows look in the API (the seed's fields, and a few more)."""
+
+from rest_framework import serializers
+
+from registry.models import LeaderboardEntry, RegisteredModel
+
+
+class RegisteredModelSerializer(serializers.ModelSerializer[RegisteredModel]):
+    """A model of the registry: the seed's ``model_registry`` columns, lineage and audit times."""
+
+    organization_id = serializers.UUIDField(read_only=True, allow_null=True, help_text="Empty for a global model.")
+    total_revenue = serializers.DecimalField(max_digits=16, decimal_places=2, coerce_to_string=False, read_only=True)
+    reply_rate = serializers.FloatField(read_only=True)
+    meeting_rate = serializers.FloatField(read_only=True)
+    close_rate = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = RegisteredModel
+        fields = [
+            "id",
+            "model_id",
+            "model_version",
+            "base_model",
+            "status",
+            "organization_id",
+            "deployed_at",
+            "traffic_percentage",
+            "ab_test_group",
+            "is_baseline",
+            "training_examples_count",
+            "positive_examples",
+            "deals_in_training",
+            "total_messages_sent",
+            "total_replies",
+            "total_meetings_booked",
+            "total_deals_closed",
+            "total_revenue",
+            "reply_rate",
+            "meeting_rate",
+            "close_rate",
+            "reply_rate_vs_baseline",
+            "meeting_rate_vs_baseline",
+            "close_rate_vs_baseline",
+            "provider",
+            "fine_tuning_job_id",
+            "training_run_id",
+            "dataset_sha256",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class LeaderboardEntrySerializer(serializers.ModelSerializer[LeaderboardEntry]):
+    """A row of the ``model_leaderboard`` view: the seed's fields, every counter and all three ranks."""
+
+    organization_id = serializers.UUIDField(read_only=True, allow_null=True)
+    total_revenue = serializers.DecimalField(max_digits=16, decimal_places=2, coerce_to_string=False, read_only=True)
+
+    class Meta:
+        model = LeaderboardEntry
+        fields = [
+            "id",
+            "model_id",
+            "model_version",
+            "organization_id",
+            "status",
+            "traffic_percentage",
+            "ab_test_group",
+            "total_messages_sent",
+            "total_replies",
+            "total_meetings_booked",
+            "total_deals_closed",
+            "total_revenue",
+            "reply_rate",
+            "meeting_rate",
+            "close_rate",
+            "reply_rate_vs_baseline",
+            "meeting_rate_vs_baseline",
+            "close_rate_vs_baseline",
+            "close_rate_rank",
+            "reply_rate_rank",
+            "revenue_rank",
+        ]
+        read_only_fields = fields

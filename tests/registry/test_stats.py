@@ -1,0 +1,361 @@
+"""The A/B test's statistics (``registry.stats``): pure functions over counts, no database."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pytest
+
+from registry.stats import (
+    ArmCounts,
+    Decision,
+    additional_messages_needed,
+    decide,
+    improvement_percentage,
+    naive_rule,
+    obf_boundary,
+    obf_constant,
+    srm_p_value,
+    value_mean_and_variance,
+    value_z,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The benchmark's control: 9,000 messages, reply 10 %, meeting 4 %, close 2 %; mean value 0.042.
+CONTROL = ArmCounts(messages=9000, replies=900, meetings=360, deals=180)
+# Its per-message value: E[v^2] = 0.04 * 0.06 + 0.25 * 0.02 + 1.0 * 0.02 = 0.0274, minus 0.042^2.
+CONTROL_VARIANCE = 0.0274 - 0.042**2
+
+
+def arm(messages: int, reply: float, meeting: float, close: float, unsubscribe: float = 0.0) -> ArmCounts:
+    """An arm with the given rates (rounded to whole messages)."""
+    return ArmCounts(
+        messages=messages,
+        replies=round(messages * reply),
+        meetings=round(messages * meeting),
+        deals=round(messages * close),
+        unsubscribes=round(messages * unsubscribe),
+    )
+
+
+def gaussian_walk_crossing(c: float, looks: int, step: float = 0.05) -> float:
+    """P(Z_k >= c sqrt(K/k) at some look k) under no difference, by recursive numerical integration.
+
+    On the scale of the sum S_k = sqrt(k) Z_k of independent N(0, 1) increments the boundary is the
+    constant b = c sqrt(K): the density of S_k below b is carried forward by convolution with the
+    normal density (Armitage, McPherson and Rowe), midpoint rule on [b - 10 sqrt(K), b].
+    """
+    normal, b = NormalDist(), c * math.sqrt(looks)
+    x = b - step * (np.arange(round(10 * math.sqrt(looks) / step))[::-1] + 0.5)
+    density = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    crossing_next = np.array([1 - normal.cdf(b - value) for value in x])
+    kernel = np.exp(-((x[:, None] - x[None, :]) ** 2) / 2) / math.sqrt(2 * math.pi) * step
+    total = 1 - normal.cdf(b)
+    for _ in range(looks - 1):
+        total += float(density @ crossing_next) * step
+        density = kernel @ density
+    return total
+
+
+# --- Counts and scores --------------------------------------------------------------------------
+
+
+def test_it_weights_the_performance_score_as_the_specification_does() -> None:
+    counts = ArmCounts(messages=1000, replies=100, meetings=40, deals=20)
+
+    assert (counts.reply_rate, counts.meeting_rate, counts.close_rate) == (0.1, 0.04, 0.02)
+    assert counts.weighted_score == pytest.approx(0.5 * 0.02 + 0.3 * 0.04 + 0.2 * 0.1)
+
+
+def test_it_gives_an_empty_arm_zero_rates() -> None:
+    empty = ArmCounts(messages=0, replies=0, meetings=0, deals=0)
+
+    assert (empty.reply_rate, empty.meeting_rate, empty.close_rate, empty.weighted_score) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"messages": -1, "replies": 0, "meetings": 0, "deals": 0},
+        {"messages": 10, "replies": 0, "meetings": 0, "deals": -1},
+        {"messages": 10, "replies": 11, "meetings": 0, "deals": 0},
+        {"messages": 10, "replies": 5, "meetings": 0, "deals": 0, "unsubscribes": 12},
+    ],
+)
+def test_it_refuses_negative_counts_and_stages_above_the_messages_sent(counts: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match=r"negative|exceed"):
+        ArmCounts(**counts)
+
+
+def test_it_computes_the_variance_of_a_nested_funnel_from_its_four_values() -> None:
+    mean, variance = value_mean_and_variance(CONTROL)
+
+    assert mean == pytest.approx(0.042)
+    assert variance == pytest.approx(CONTROL_VARIANCE)  # 0.025636
+
+
+def test_it_falls_back_to_the_independent_sum_variance_when_the_counts_are_not_nested() -> None:
+    # More meetings than replies: not the product's funnel.
+    counts = ArmCounts(messages=100, replies=10, meetings=12, deals=2)
+
+    _, variance = value_mean_and_variance(counts)
+
+    assert variance == pytest.approx(0.25 * 0.02 * 0.98 + 0.09 * 0.12 * 0.88 + 0.04 * 0.1 * 0.9)  # 0.018004
+
+
+def test_it_computes_the_two_sample_z_by_hand_on_a_small_case() -> None:
+    control = ArmCounts(messages=100, replies=10, meetings=4, deals=2)  # mean 0.042, variance 0.025636
+    variant = ArmCounts(messages=100, replies=20, meetings=8, deals=4)  # mean 0.084, variance 0.0548 - 0.084^2
+
+    z = value_z(control, variant)
+
+    assert z == pytest.approx(0.042 / math.sqrt((0.025636 + 0.047744) / 100))
+    assert z == pytest.approx(1.5505, abs=1e-4)
+
+
+# --- The boundary -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("look", range(1, 9))
+def test_it_draws_the_obrien_fleming_boundary_at_each_of_eight_looks(look: int) -> None:
+    assert obf_boundary(look, 8) == pytest.approx(1.781 * math.sqrt(8 / look))
+
+
+def test_it_asks_for_z_above_five_at_the_first_of_eight_looks_and_1_781_at_the_last() -> None:
+    assert obf_boundary(1, 8) == pytest.approx(5.0374, abs=1e-4)
+    assert obf_boundary(2, 8) == pytest.approx(3.562)
+    assert obf_boundary(8, 8) == 1.781
+
+
+def test_a_single_look_design_is_the_fixed_sample_one_sided_test() -> None:
+    assert obf_constant(1) == 1.645
+    assert obf_boundary(1, 1) == 1.645
+
+
+def test_it_keeps_the_final_boundary_for_a_look_past_the_plan_and_none_before_the_first() -> None:
+    assert obf_boundary(9, 8) == 1.781
+    assert obf_boundary(0, 8) is None
+
+
+@pytest.mark.parametrize(
+    "design",
+    [
+        {"look": 2, "planned_looks": 13},
+        {"look": 2, "planned_looks": 0},
+        {"look": 2, "alpha": 0.06},
+        {"look": -1},
+        {"look": 2, "expected_variant_share": 1.0},
+    ],
+)
+def test_it_refuses_a_design_it_has_no_boundary_for(design: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        decide(CONTROL, arm(1000, 0.1, 0.04, 0.02), **design)
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.025, 0.05, 0.10])
+def test_its_tabulated_constants_are_the_obrien_fleming_ones_to_three_decimals(alpha: float) -> None:
+    for looks in range(1, 13):
+        if (alpha, looks) == (0.05, 8):
+            continue  # pinned by the specification, see the next test
+        c = obf_constant(looks, alpha)
+        # The exact constant lies within 0.001 of the table: crossing falls through alpha in between.
+        assert gaussian_walk_crossing(c - 0.001, looks) > alpha > gaussian_walk_crossing(c + 0.001, looks), looks
+
+
+def test_the_specifications_1_781_for_eight_looks_costs_a_little_alpha_over_the_exact_1_786() -> None:
+    assert gaussian_walk_crossing(1.781, 8) == pytest.approx(0.0506, abs=2e-4)
+    assert gaussian_walk_crossing(1.786, 8) == pytest.approx(0.0500, abs=1e-4)
+
+
+# --- Decisions ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("look", [0, 1])
+def test_it_never_decides_before_the_second_look(look: int) -> None:
+    far_better = arm(1000, 0.3, 0.15, 0.08)
+
+    decision = decide(CONTROL, far_better, look=look)
+
+    assert (decision.promote, decision.winner, decision.stopped) == (False, None, False)
+    assert decision.z is not None and decision.z > 6  # the statistic is still reported
+    assert "no decision before look 2" in decision.reasons[0]
+
+
+def test_it_promotes_the_variant_when_z_crosses_the_boundary() -> None:
+    variant = arm(1000, 0.15, 0.06, 0.03)  # z about 3.3
+
+    decision = decide(CONTROL, variant, look=8)
+
+    assert (decision.promote, decision.winner) == (True, "variant")
+    assert decision.z is not None and decision.boundary is not None and decision.z >= decision.boundary
+    assert decision.additional_messages_needed is None
+
+
+def test_the_same_z_promotes_at_the_last_look_but_not_at_an_early_one() -> None:
+    variant = arm(1000, 0.13, 0.052, 0.026)  # z about 2.1: between 1.781 (look 8) and 2.908 (look 3)
+
+    early, last = decide(CONTROL, variant, look=3), decide(CONTROL, variant, look=8)
+
+    assert early.z == pytest.approx(2.115, abs=0.01)
+    assert (early.promote, early.winner) == (False, None)
+    assert "not significant yet" in early.reasons[0]
+    # 80 % power at the final boundary needs z about 1.781 + 0.842 where 10,000 messages give 2.115.
+    assert early.additional_messages_needed == pytest.approx(10_000 * ((1.781 + 0.8416) / 2.1151) ** 2 - 10_000, abs=5)
+    assert (last.promote, last.winner) == (True, "variant")
+
+
+def test_the_variant_loses_when_it_is_far_worse() -> None:
+    decision = decide(CONTROL, arm(1000, 0.05, 0.02, 0.01), look=8)
+
+    assert (decision.promote, decision.winner, decision.stopped) == (False, "control", False)
+    assert decision.z is not None and decision.boundary is not None and decision.z <= -decision.boundary
+    assert "significantly lower" in decision.reasons[0]
+
+
+def test_a_sample_ratio_mismatch_stops_the_test() -> None:
+    variant = arm(2000, 0.3, 0.15, 0.08)  # far better, but 18 % of traffic against a planned 10 %
+
+    decision = decide(CONTROL, variant, look=8)
+
+    assert (decision.promote, decision.winner, decision.stopped) == (False, None, True)
+    assert decision.srm_p_value is not None and decision.srm_p_value < 0.001
+    assert any("the test is broken" in reason for reason in decision.reasons)
+    assert decision.additional_messages_needed is None
+
+
+def test_it_computes_the_sample_ratio_p_value_from_a_one_degree_chi_square() -> None:
+    # 130 variant messages of 1,000 against 100 expected: chi2 = 900/100 + 900/900 = 10.
+    control = ArmCounts(messages=870, replies=0, meetings=0, deals=0)
+    variant = ArmCounts(messages=130, replies=0, meetings=0, deals=0)
+
+    p = srm_p_value(control, variant, 0.1)
+
+    assert p == pytest.approx(math.erfc(math.sqrt(5)))  # 0.00157: suspicious, not broken
+    assert not decide(control, variant, look=2).stopped
+
+
+def test_the_close_rate_guardrail_blocks_a_promotion_the_value_test_would_make() -> None:
+    # Many more replies and meetings, but the deals collapse from 2 % to 0.5 %.
+    variant = ArmCounts(messages=1000, replies=500, meetings=300, deals=5)
+
+    decision = decide(CONTROL, variant, look=8)
+
+    assert decision.z is not None and decision.boundary is not None and decision.z >= decision.boundary
+    assert (decision.promote, decision.winner, decision.stopped) == (False, None, False)
+    assert any("close rate" in reason for reason in decision.reasons)
+    assert "promotion blocked by a guardrail" in decision.reasons[-1]
+
+
+def test_the_unsubscribe_guardrail_blocks_a_promotion_the_value_test_would_make() -> None:
+    control = arm(9000, 0.1, 0.04, 0.02, unsubscribe=0.001)
+    variant = arm(1000, 0.15, 0.06, 0.03, unsubscribe=0.03)
+
+    decision = decide(control, variant, look=8)
+
+    assert decision.z is not None and decision.boundary is not None and decision.z >= decision.boundary
+    assert (decision.promote, decision.winner) == (False, None)
+    assert any("unsubscribe rate" in reason for reason in decision.reasons)
+
+
+def test_a_guardrail_that_does_not_fire_lets_the_promotion_through() -> None:
+    control = arm(9000, 0.1, 0.04, 0.02, unsubscribe=0.01)
+    variant = arm(1000, 0.15, 0.06, 0.03, unsubscribe=0.011)
+
+    assert decide(control, variant, look=8).promote
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [ArmCounts(messages=0, replies=0, meetings=0, deals=0), ArmCounts(messages=3, replies=1, meetings=0, deals=0)],
+)
+def test_empty_arms_leave_the_test_undecided_with_a_reason(variant: ArmCounts) -> None:
+    empty = ArmCounts(messages=0, replies=0, meetings=0, deals=0)
+
+    decision = decide(empty, variant, look=4)
+
+    assert (decision.promote, decision.winner, decision.z, decision.improvement_percentage) == (False, None, None, None)
+    assert "the control arm has no messages yet" in decision.reasons
+    assert decision.additional_messages_needed is None
+
+
+def test_an_arm_without_any_outcome_gives_no_z_and_no_exception() -> None:
+    silent = ArmCounts(messages=1000, replies=0, meetings=0, deals=0)
+
+    decision = decide(ArmCounts(messages=9000, replies=0, meetings=0, deals=0), silent, look=5)
+
+    assert (decision.promote, decision.winner, decision.z) == (False, None, None)
+    assert "undefined" in decision.reasons[0]
+
+
+def test_it_reports_the_improvement_percentage_as_the_seed_does() -> None:
+    control = ArmCounts(messages=1000, replies=100, meetings=50, deals=20)  # score 0.045
+    variant = ArmCounts(messages=1000, replies=120, meetings=60, deals=20)  # score 0.052
+
+    decision = decide(control, variant, look=2, expected_variant_share=0.5)
+
+    assert decision.control_score == pytest.approx(0.045)
+    assert decision.variant_score == pytest.approx(0.052)
+    assert decision.improvement_percentage == pytest.approx(15.56, abs=0.01)
+    assert improvement_percentage(0.045, 0.052) == pytest.approx(15.56, abs=0.01)
+    assert improvement_percentage(0.0, 0.052) is None
+
+
+def test_it_estimates_the_messages_the_planned_power_still_needs() -> None:
+    # No observed effect: plan for a +15 % lift, at the final boundary 1.781 and 80 % power, 90/10.
+    variant = arm(1000, 0.1, 0.04, 0.02)
+    spread = CONTROL_VARIANCE / 0.1 + CONTROL_VARIANCE / 0.9
+    total = math.ceil((1.781 + NormalDist().inv_cdf(0.8)) ** 2 * spread / (0.15 * 0.042) ** 2)
+
+    needed = additional_messages_needed(CONTROL, variant, planned_looks=8, expected_variant_share=0.1)
+
+    assert needed == pytest.approx(total - 10_000, abs=1)  # about 39,000 more
+    assert decide(CONTROL, variant, look=2).additional_messages_needed == needed
+
+
+def test_its_decision_is_json_serialisable() -> None:
+    decision = decide(CONTROL, arm(1000, 0.15, 0.06, 0.03), look=8)
+
+    stored = json.loads(json.dumps(decision.as_dict()))
+
+    assert stored["winner"] == "variant" and stored["promote"] is True
+    assert set(stored) == set(Decision.__dataclass_fields__)
+
+
+# --- The specification's rule -------------------------------------------------------------------
+
+
+def test_the_naive_rule_promotes_only_above_five_percent_better() -> None:
+    control = ArmCounts(messages=1000, replies=100, meetings=50, deals=20)  # 0.045
+    slightly = ArmCounts(messages=1000, replies=100, meetings=50, deals=22)  # 0.046: +2.2 %
+    clearly = ArmCounts(messages=1000, replies=110, meetings=55, deals=22)  # 0.0495: +10 %
+
+    assert not naive_rule(control, slightly)
+    assert naive_rule(control, clearly)
+    assert naive_rule(control, slightly, threshold_pct=2.0)
+    assert not naive_rule(ArmCounts(messages=10, replies=0, meetings=0, deals=0), clearly)
+
+
+# --- The benchmark ------------------------------------------------------------------------------
+
+
+def test_the_ab_simulation_runs_on_a_few_replicates(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("ab_simulation", ROOT / "bench" / "ab_simulation.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+        result = module.main(["--replicates", "200"])
+    finally:
+        sys.modules.pop(spec.name, None)
+
+    output = capsys.readouterr().out
+    assert result in (0, 1)
+    assert "A/A (no difference)" in output and "variant +15 %" in output
+    assert "decide() agreed with the numpy path" in output

@@ -93,6 +93,9 @@ class TrainingRun(models.Model):
     events = models.JSONField(default=list, blank=True)
     checkpoints = models.JSONField(default=list, blank=True)
     poll_count = models.PositiveIntegerField(default=0)
+    # Set while a worker performs the run's current step (see training.services): a second worker
+    # skips the run, and a claim older than the step lease is taken over after a crash.
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Result
     registered_model = models.ForeignKey(
@@ -128,6 +131,25 @@ class TrainingRun(models.Model):
                     ]
                 ),
                 name="training_run_one_active_per_pool",
+            ),
+            # A version names one model of a pool; a run that failed or was cancelled before
+            # registering leaves its version free for the next run.
+            models.UniqueConstraint(
+                fields=["pool", "model_version"],
+                condition=~Q(model_version="")
+                & Q(
+                    status__in=[
+                        "pending",
+                        "exporting",
+                        "uploading",
+                        "training",
+                        "registering",
+                        "testing",
+                        "deploying",
+                        "succeeded",
+                    ]
+                ),
+                name="training_run_version_unique_per_pool",
             ),
             models.CheckConstraint(
                 condition=Q(min_quality_score__gte=0) & Q(min_quality_score__lte=1),

@@ -251,13 +251,20 @@ def _apply(experiment: Experiment, decision: Decision, actor: Actor) -> str:
 
 
 def _abandon(experiment: Experiment) -> dict[str, Any]:
-    """Stop an experiment one of whose arms left the pool outside the test; nothing else moves."""
+    """Stop an experiment one of whose arms left the pool outside the test; no traffic moves.
+
+    The answer has the usual shape: the test as it stood, marked stopped with the reason.
+    """
     gone = [arm.model_version for arm in (experiment.control, experiment.variant) if arm.status != Deployed]
     reason = f"{', '.join(gone)} no longer deployed: the A/B test was ended outside the experiment"
-    experiment.decision = {**experiment.decision, "reasons": [reason], "promote": False}
+    _, _, decision = experiment_decision(experiment)
+    decision = replace(
+        decision, promote=False, winner=None, stopped=True, reasons=[reason], additional_messages_needed=None
+    )
+    experiment.decision = decision.as_dict()
     experiment.save(update_fields=["decision"])
     _finish(experiment, status=Status.STOPPED, winner=None)
-    return {"winner": None, "winner_id": None, "action": "stopped", "reasons": [reason], **_ids(experiment)}
+    return {**decision.as_dict(), "winner_id": None, "action": "stopped", **_ids(experiment)}
 
 
 def _ids(experiment: Experiment) -> dict[str, Any]:

@@ -284,8 +284,8 @@ def test_a_test_whose_variant_left_the_pool_is_stopped_without_moving_traffic(
 
     answer = promote_ab_test_winner(organization=organization)
 
-    assert (answer["action"], answer["winner"]) == ("stopped", None)
-    assert "v1.1.0 no longer deployed" in answer["reasons"][0]
+    assert (answer["action"], answer["winner"], answer["stopped"], answer["look"]) == ("stopped", None, True, 4)
+    assert answer["reasons"] == ["v1.1.0 no longer deployed: the A/B test was ended outside the experiment"]
     assert pool_traffic(organization) == {"v1.0.0": 100.0}
     experiment.refresh_from_db()
     assert experiment.status == "stopped"

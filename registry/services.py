@@ -79,6 +79,17 @@ def _collect(events: list[ModelEvent]) -> None:
         sink.extend(events)
 
 
+def recorded(call: Callable[[], object]) -> list[ModelEvent]:
+    """Run ``call`` (one or more services) and return the audit rows it wrote, in order."""
+    events: list[ModelEvent] = []
+    token = _collected_events.set(events)
+    try:
+        call()
+    finally:
+        _collected_events.reset(token)
+    return events
+
+
 def dry_run(call: Callable[[], object]) -> list[ModelEvent]:
     """Run ``call`` (one or more services), undo it, and return the audit rows it wrote.
 
@@ -86,14 +97,9 @@ def dry_run(call: Callable[[], object]) -> list[ModelEvent]:
     and the same refusals as the real change, so a preview cannot drift from what happens.
     Domain errors propagate.
     """
-    events: list[ModelEvent] = []
-    token = _collected_events.set(events)
-    try:
-        with transaction.atomic():
-            call()
-            transaction.set_rollback(True)
-    finally:
-        _collected_events.reset(token)
+    with transaction.atomic():
+        events = recorded(call)
+        transaction.set_rollback(True)
     return events
 
 

@@ -1,0 +1,126 @@
+"""The deploy_model, rollback_model and leaderboard commands."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from flywheel.models import Organization
+from registry.models import ModelEvent, RegisteredModel
+from registry.services import model_deploy, model_performance_update
+from tests.registry.factories import RegisteredModelFactory, pool_traffic
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def control(organization: Organization) -> RegisteredModel:
+    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
+    return model_deploy(model=model, traffic_percentage=100)
+
+
+@pytest.fixture
+def candidate(organization: Organization) -> RegisteredModel:
+    return RegisteredModelFactory.create(organization=organization, model_version="v2.0.0")
+
+
+def test_deploy_model_deploys_beside_the_others_and_prints_the_changes(
+    organization: Organization, control: RegisteredModel, candidate: RegisteredModel
+) -> None:
+    output = run(
+        "deploy_model",
+        str(candidate.pk),
+        "--traffic-percentage",
+        "10",
+        "--ab-test-group",
+        "variant_a",
+        "--reason",
+        "try",
+    )
+
+    assert pool_traffic(organization) == {"v1.0.0": 90.0, "v2.0.0": 10.0}
+    assert "deployed -> deployed  100 % -> 90 %" in output
+    assert "ready -> deployed     0 % -> 10 %" in output
+    assert f"Deployed v2.0.0 at 10 % of {organization.slug}: 2 model(s) changed." in output
+    assert candidate.events.get().actor_label == "system"
+
+
+def test_deploy_model_dry_run_changes_nothing(
+    organization: Organization, control: RegisteredModel, candidate: RegisteredModel
+) -> None:
+    output = run("deploy_model", str(candidate.pk), "--dry-run")
+
+    assert "Would deploy v2.0.0 at 100 %" in output
+    assert "2 model(s) changed" in output
+    assert pool_traffic(organization) == {"v1.0.0": 100.0}
+    assert not candidate.events.exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["not-a-uuid"], "No registered model has the id not-a-uuid"),
+        (["00000000-0000-0000-0000-000000000000"], "No registered model"),
+    ],
+)
+def test_deploy_model_reports_an_unknown_model_as_a_command_error(arguments: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run("deploy_model", *arguments)
+
+
+def test_deploy_model_reports_a_refusal_as_a_command_error(organization: Organization) -> None:
+    lonely = RegisteredModelFactory.create(organization=organization)
+
+    with pytest.raises(CommandError, match="must take 100 %"):
+        run("deploy_model", str(lonely.pk), "--traffic-percentage", "10")
+
+
+def test_rollback_model_restores_an_organization_pool_by_slug(
+    organization: Organization, control: RegisteredModel, candidate: RegisteredModel
+) -> None:
+    model_deploy(model=candidate, traffic_percentage=100)
+
+    output = run("rollback_model", "--organization", organization.slug, "--reason", "bad release")
+
+    assert pool_traffic(organization) == {"v1.0.0": 100.0}
+    assert f"Rolled back {organization.slug}: 2 model(s) changed." in output
+    assert ModelEvent.objects.filter(action="rolled_back", reason__startswith="bad release").count() == 2
+
+
+def test_rollback_model_defaults_to_the_global_pool_and_accepts_an_id(organization: Organization) -> None:
+    model_deploy(model=RegisteredModelFactory.create(), traffic_percentage=100)
+
+    assert "Rolled back the global pool: 1 model(s) changed." in run("rollback_model")
+    with pytest.raises(CommandError, match="no traffic change to roll back"):
+        run("rollback_model", "--organization", str(organization.pk))
+    with pytest.raises(CommandError, match="No organization has the slug or id 'nope'"):
+        run("rollback_model", "--organization", "nope")
+
+
+def test_leaderboard_prints_the_pool_best_first_with_min_samples(
+    organization: Organization, control: RegisteredModel, candidate: RegisteredModel
+) -> None:
+    model_performance_update(model=control, messages_sent=200, replies=20, deals_closed=4, revenue=1000)
+    model_performance_update(model=candidate, messages_sent=10, replies=5, deals_closed=5)
+
+    everyone = run("leaderboard", "--organization", organization.slug)
+    seasoned = run("leaderboard", "--organization", organization.slug, "--min-samples", "100")
+
+    lines = everyone.splitlines()
+    assert lines[0].split()[:3] == ["close", "#", "reply"]
+    assert [line.split()[3] for line in lines[1:3]] == ["v2.0.0", "v1.0.0"]
+    assert "50.00%" in lines[1] and "2.00%" in lines[2]
+    assert f"2 model(s) in {organization.slug} with at least 0 message(s) sent." in everyone
+    assert "v2.0.0" not in seasoned
+    assert f"1 model(s) in {organization.slug} with at least 100 message(s) sent." in seasoned
+
+
+def test_leaderboard_refuses_negative_min_samples() -> None:
+    with pytest.raises(CommandError, match="cannot be negative"):
+        run("leaderboard", "--min-samples", "-1")

@@ -4,12 +4,16 @@ from rest_framework import serializers
 
 from registry.models import LeaderboardEntry, RegisteredModel
 
+# A model that was never deployed has no group: the column is blank, which no enum would allow.
+AB_TEST_GROUP_HELP = "control, variant_a or variant_b; empty for a model that was never deployed."
+
 
 class RegisteredModelSerializer(serializers.ModelSerializer[RegisteredModel]):
     """A model of the registry: the seed's ``model_registry`` columns, lineage and audit times."""
 
     organization_id = serializers.UUIDField(read_only=True, allow_null=True, help_text="Empty for a global model.")
     total_revenue = serializers.DecimalField(max_digits=16, decimal_places=2, coerce_to_string=False, read_only=True)
+    ab_test_group = serializers.CharField(read_only=True, help_text=AB_TEST_GROUP_HELP)
     reply_rate = serializers.FloatField(read_only=True)
     meeting_rate = serializers.FloatField(read_only=True)
     close_rate = serializers.FloatField(read_only=True)
@@ -56,6 +60,7 @@ class LeaderboardEntrySerializer(serializers.ModelSerializer[LeaderboardEntry]):
 
     organization_id = serializers.UUIDField(read_only=True, allow_null=True)
     total_revenue = serializers.DecimalField(max_digits=16, decimal_places=2, coerce_to_string=False, read_only=True)
+    ab_test_group = serializers.CharField(read_only=True, help_text=AB_TEST_GROUP_HELP)
 
     class Meta:
         model = LeaderboardEntry

@@ -21,6 +21,7 @@ from flywheel.auth import (
     request_actor,
 )
 from flywheel.errors import FiniteFloatField, error_responses
+from registry.experiments import promote_ab_test_winner
 from registry.models import RegisteredModel
 from registry.routing import choose_model
 from registry.selectors import leaderboard, model_get, models_list
@@ -173,3 +174,52 @@ class ModelDeployApi(APIView):
         model = deployable_model(request, registry_id)
         model = model_deploy(model=model, actor=request_actor(request), **data.validated_data)
         return Response(RegisteredModelSerializer(model).data)
+
+
+class PromoteWinnerApi(APIView):
+    """``POST /training/promote-winner``: evaluate the pool's running A/B test and apply its decision.
+
+    The variant is promoted to 100 % only when the sequential test says the difference is real;
+    when undecided nothing moves and the answer says why. Ops keys act on their organization;
+    staff with ``registry.deploy_model`` on any organization or, without one, the global pool.
+    """
+
+    permission_classes = [IsOps]
+    staff_permission = DEPLOY_PERMISSION
+
+    @extend_schema_serializer(component_name="PromoteWinner")
+    class InputSerializer(OrganizationScopeSerializer):
+        pass
+
+    @extend_schema_serializer(component_name="PromotionResult")
+    class OutputSerializer(serializers.Serializer):
+        winner = serializers.ChoiceField(choices=["variant", "control"], allow_null=True)
+        winner_id = serializers.UUIDField(allow_null=True)
+        improvement_percentage = serializers.FloatField(allow_null=True)
+        control_score = serializers.FloatField()
+        variant_score = serializers.FloatField()
+        promote = serializers.BooleanField(help_text="Whether the test says the variant is really better.")
+        action = serializers.ChoiceField(choices=["promoted", "rolled_back", "stopped", "none"])
+        z = serializers.FloatField(allow_null=True)
+        boundary = serializers.FloatField(allow_null=True, help_text="The O'Brien-Fleming z boundary at this look.")
+        srm_p_value = serializers.FloatField(allow_null=True, help_text="Sample-ratio mismatch check.")
+        look = serializers.IntegerField()
+        planned_looks = serializers.IntegerField()
+        stopped = serializers.BooleanField()
+        reasons = serializers.ListField(child=serializers.CharField())
+        additional_messages_needed = serializers.IntegerField(allow_null=True)
+        experiment_id = serializers.UUIDField()
+        experiment_status = serializers.CharField()
+
+    @extend_schema(
+        operation_id="training_promote_winner",
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(404, 409, 413, 415)},
+        summary="Promote the A/B test winner to 100 % traffic",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        organization = organization_scope(request, data.validated_data.get("organization_id"))
+        answer = promote_ab_test_winner(organization=organization, actor=request_actor(request))
+        return Response(self.OutputSerializer(answer).data)

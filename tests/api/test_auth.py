@@ -23,8 +23,12 @@ ENDPOINTS = [
     ("get", "/training/models"),
     ("get", "/training/leaderboard"),
     ("post", "/training/deploy/7b0c7a5e-0000-4000-8000-000000000000"),
+    ("post", "/training/promote-winner"),
 ]
-OPS_ENDPOINTS = [("post", "/training/deploy/7b0c7a5e-0000-4000-8000-000000000000")]
+OPS_ENDPOINTS = [
+    ("post", "/training/deploy/7b0c7a5e-0000-4000-8000-000000000000"),
+    ("post", "/training/promote-winner"),
+]
 
 
 def stored_key(tenant: Tenant) -> OrganizationAPIKey:

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 from registry.models import ModelEvent, RegisteredModel
 from registry.services import model_deploy, model_performance_update, model_start_ab_test
 from tests.api.conftest import Tenant, assert_error, staff_client
+from tests.registry.experiment_data import in_first_week, send, start
 from tests.registry.factories import RegisteredModelFactory, pool_traffic
 
 pytestmark = pytest.mark.django_db
@@ -181,3 +182,49 @@ def test_global_models_are_deployed_only_by_staff_with_the_permission(tenant: Te
 @pytest.mark.parametrize("registry_id", ["not-a-uuid", "7b0c7a5e-0000-4000-8000-000000000000", "a/b"])
 def test_deploying_an_unknown_model_answers_404(tenant: Tenant, registry_id: str) -> None:
     assert_error(tenant.ops.post(f"/training/deploy/{registry_id}", {}, format="json"), 404, "not_found")
+
+
+# --- Promote the A/B test winner ----------------------------------------------------------------------
+
+
+def ab_test(organization: Any) -> tuple[RegisteredModel, RegisteredModel]:
+    """A running test in ``organization``'s pool whose variant clearly wins at its fourth look."""
+    control = deployed(organization, model_version="v1.0.0")
+    variant = RegisteredModelFactory.create(organization=organization, model_version="v1.1.0")
+    experiment = start(variant, look=4)
+    send(control, 40, at=in_first_week(experiment))
+    send(variant, 40, at=in_first_week(experiment), replies=20, meetings=20, deals=20)
+    return control, variant
+
+
+def test_promote_winner_answers_the_seeds_fields_and_promotes(tenant: Tenant) -> None:
+    control, variant = ab_test(tenant.organization)
+    response = tenant.ops.post("/training/promote-winner", {}, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["winner"], body["winner_id"], body["action"]) == ("variant", str(variant.pk), "promoted")
+    assert (body["control_score"], body["variant_score"]) == (0.0, 0.5)
+    for name in ("improvement_percentage", "z", "boundary", "reasons", "experiment_id"):
+        assert name in body
+    assert pool_traffic(tenant.organization) == {"v1.1.0": 100.0}
+
+
+def test_promote_winner_without_a_running_test_answers_404(tenant: Tenant) -> None:
+    assert_error(tenant.ops.post("/training/promote-winner", {}, format="json"), 404, "not_found")
+
+
+def test_an_undecided_test_moves_nothing(tenant: Tenant) -> None:
+    deployed(tenant.organization, model_version="v1.0.0")
+    variant = RegisteredModelFactory.create(organization=tenant.organization, model_version="v1.1.0")
+    start(variant, look=1)
+    body = tenant.ops.post("/training/promote-winner", {}, format="json").json()
+    assert (body["action"], body["winner_id"]) == ("none", None)
+    assert body["reasons"]
+    assert pool_traffic(tenant.organization) == {"v1.0.0": 50.0, "v1.1.0": 50.0}
+
+
+def test_the_global_test_is_promoted_only_by_permitted_staff(tenant: Tenant, staff: APIClient) -> None:
+    ab_test(None)
+    assert_error(staff_client().post("/training/promote-winner", {}, format="json"), 403)
+    assert_error(tenant.ops.post("/training/promote-winner", {}, format="json"), 404)  # its own pool has none
+    assert staff.post("/training/promote-winner", {}, format="json").json()["action"] == "promoted"

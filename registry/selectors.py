@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 
 from flywheel.errors import NotFound
 from flywheel.models import Organization
-from registry.models import ActiveModel, LeaderboardEntry, ModelEvent, RegisteredModel
+from registry.models import ActiveModel, LeaderboardEntry, RegisteredModel
 
 
 def _pool_filter(organization: Organization | None) -> Q:
@@ -68,13 +68,3 @@ def organization_get(*, slug_or_id: str) -> Organization:
     if organization is None:
         raise NotFound(f"No organization has the slug or id {slug_or_id!r}.")
     return organization
-
-
-def model_events(*, model: RegisteredModel) -> QuerySet[ModelEvent]:
-    """A model's audit trail, newest first."""
-    return model.events.select_related("actor_user").order_by("-id")
-
-
-def deployed_in_pool(organization_id: uuid.UUID | None) -> list[RegisteredModel]:
-    """The pool's deployed models in routing order (by id)."""
-    return list(RegisteredModel.objects.in_pool(organization_id).deployed().order_by("id"))

@@ -10,7 +10,19 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry.management.commands._output import write_table
+from registry.models import LeaderboardEntry
 from registry.selectors import leaderboard, organization_get
+
+HEADER = ["close #", "reply #", "revenue #", "version", "status", "traffic", "messages"]
+HEADER += ["reply rate", "meeting rate", "close rate", "revenue", "model id"]
+
+
+def row(entry: LeaderboardEntry) -> tuple[object, ...]:
+    """One line of the table: the view's ranks, then the model, its counters and rates."""
+    ranks = (entry.close_rate_rank, entry.reply_rate_rank, entry.revenue_rank)
+    model = (entry.model_version, entry.status, f"{entry.traffic_percentage:g} %", entry.total_messages_sent)
+    rates = (f"{entry.reply_rate:.2%}", f"{entry.meeting_rate:.2%}", f"{entry.close_rate:.2%}")
+    return (*ranks, *model, *rates, entry.total_revenue, entry.model_id)
 
 
 class Command(BaseCommand):
@@ -30,25 +42,7 @@ class Command(BaseCommand):
             except ApplicationError as error:
                 raise CommandError(error.message) from error
         entries = list(leaderboard(organization=organization, min_samples=options["min_samples"]))
-        header = ["close #", "reply #", "revenue #", "version", "status", "traffic", "messages"]
-        header += ["reply rate", "meeting rate", "close rate", "revenue", "model id"]
-        rows = [
-            (
-                e.close_rate_rank,
-                e.reply_rate_rank,
-                e.revenue_rank,
-                e.model_version,
-                e.status,
-                f"{e.traffic_percentage:g} %",
-                e.total_messages_sent,
-                f"{e.reply_rate:.2%}",
-                f"{e.meeting_rate:.2%}",
-                f"{e.close_rate:.2%}",
-                e.total_revenue,
-                e.model_id,
-            )
-            for e in entries
-        ]
-        write_table(self.stdout, header, rows)
+        rows = [row(entry) for entry in entries]
+        write_table(self.stdout, HEADER, rows)
         pool = organization.slug if organization else "the global pool"
         self.stdout.write(f"{len(entries)} model(s) in {pool} with at least {options['min_samples']} message(s) sent.")

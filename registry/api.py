@@ -5,6 +5,8 @@ models and the global ones; another organization's ids answer 404 like missing o
 models are changed only by staff holding ``registry.deploy_model``.
 """
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers
@@ -58,11 +60,31 @@ class RouteApi(APIView):
         summary="Which model writes the next message to a lead",
     )
     def get(self, request: Request) -> Response:
-        query = self.FilterSerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        organization = organization_required(request, query.validated_data.get("organization_id"))
-        model = choose_model(organization, query.validated_data.get("lead"))
-        return Response(self.OutputSerializer(model).data)
+        # The hot path: the filter's own fields validate the two parameters, and the answer is
+        # built as the OutputSerializer describes it. A serializer instance per request (it
+        # copies its fields) costs about 100 microseconds, more than routing itself.
+        organization_id = query_value(self.FilterSerializer, request, "organization_id")
+        organization = organization_required(request, organization_id)
+        model = choose_model(organization, query_value(self.FilterSerializer, request, "lead"))
+        answer = {
+            "registry_id": str(model.pk),
+            "model_id": model.model_id,
+            "model_version": model.model_version,
+            "ab_test_group": model.ab_test_group,
+        }
+        return Response(answer)
+
+
+def query_value(serializer_class: type[serializers.Serializer], request: Request, name: str) -> Any:
+    """One query parameter validated by the field ``serializer_class`` declares for it (None if absent)."""
+    field = serializer_class._declared_fields[name]
+    raw = request.query_params.get(name)
+    if raw is None or (raw == "" and field.allow_null):  # as a serializer reads an empty parameter
+        return None
+    try:
+        return field.run_validation(raw)
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({name: exc.detail}) from exc
 
 
 class ModelListApi(APIView):

@@ -34,6 +34,13 @@ def test_route_answers_the_deployed_model(tenant: Tenant) -> None:
     }
 
 
+@pytest.mark.parametrize("query", [{"lead": "x" * 256}, {"lead": ""}, {"organization_id": "not-a-uuid"}])
+def test_route_validates_its_parameters(tenant: Tenant, query: dict[str, str]) -> None:
+    deployed(tenant.organization)
+    error = assert_error(tenant.agent.get("/api/route", query), 400, "invalid")
+    assert set(error["details"]) == set(query)
+
+
 def test_route_is_sticky_per_lead_during_an_ab_test(tenant: Tenant) -> None:
     deployed(tenant.organization)
     variant = RegisteredModelFactory.create(organization=tenant.organization)
@@ -198,7 +205,7 @@ def ab_test(organization: Any) -> tuple[RegisteredModel, RegisteredModel]:
 
 
 def test_promote_winner_answers_the_seeds_fields_and_promotes(tenant: Tenant) -> None:
-    control, variant = ab_test(tenant.organization)
+    _, variant = ab_test(tenant.organization)
     response = tenant.ops.post("/training/promote-winner", {}, format="json")
     assert response.status_code == 200
     body = response.json()

@@ -66,7 +66,7 @@ TRAFFIC_MOVES = Q(action__in=[Action.DEPLOYED, Action.TRAFFIC_CHANGED, Action.PR
 )
 
 
-# Set by dry_run() to collect the audit rows services write, before they are rolled back.
+# Set by recorded() (and so by dry_run()) to collect the audit rows the services write.
 _collected_events: ContextVar[list[ModelEvent] | None] = ContextVar("registry_collected_events", default=None)
 
 

@@ -23,6 +23,7 @@ from outcomes.serializers import (
     BulkResultSerializer,
     EventItemSerializer,
     OutcomeItemSerializer,
+    StrictSerializer,
 )
 from outcomes.services import BulkResult, ItemResult, outcome_event_record_bulk, outcome_upsert_bulk
 
@@ -49,21 +50,19 @@ def _external_id(item: Any) -> str:
 
 
 def run_batch(
-    data: Any, item_serializer: type[serializers.Serializer], write: Callable[[Sequence[Any]], BulkResult]
+    data: Any, item_serializer: type[StrictSerializer], write: Callable[[Sequence[Any]], BulkResult]
 ) -> tuple[BulkResult, bool]:
     """Validate each item, hand the valid ones to ``write`` (one service call), merge the results.
 
-    One serializer instance checks every item (a new instance per item would copy its fields
-    each time). Results keep the request's order and indices.
+    Results keep the request's order and indices.
     """
     items, single = batch_items(data)
-    checker = item_serializer()
     results: list[ItemResult | None] = []
     valid: list[Any] = []
     positions: list[int] = []
     for index, item in enumerate(items):
         try:
-            valid.append(checker.run_validation(item))
+            valid.append(item_serializer.check(item))
         except serializers.ValidationError as exc:
             detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
             results.append(ItemResult(index=index, external_id=_external_id(item), ok=False, errors=detail))
@@ -78,17 +77,28 @@ def run_batch(
 
 
 def batch_response(outcome: BulkResult, single: bool) -> Response:
-    """200 with the per-item results; 400 when the body was a single object that failed."""
+    """200 with the per-item results; 400 when the body was a single object that failed.
+
+    The body is built as ``BulkResultSerializer`` describes it: serializing a batch of 1,000
+    results through it cost more than the service's own statements.
+    """
     if single and outcome.failed:
         result = outcome.results[0]
         raise ApplicationError("The item is not valid.", details=result.errors)
-    body = {
-        "total": len(outcome.results),
-        "succeeded": outcome.succeeded,
-        "failed": outcome.failed,
-        "results": outcome.results,
-    }
-    return Response(BulkResultSerializer(body).data)
+    results = [
+        {
+            "index": r.index,
+            "external_id": r.external_id,
+            "ok": r.ok,
+            "id": r.id,
+            "created": r.created,
+            "changed": r.changed,
+            "errors": r.errors,
+        }
+        for r in outcome.results
+    ]
+    body = {"total": len(results), "succeeded": outcome.succeeded, "failed": outcome.failed, "results": results}
+    return Response(body)
 
 
 def batch_body(name: str, item: type[serializers.Serializer]) -> PolymorphicProxySerializer:

@@ -8,12 +8,14 @@ key's id as ``request.auth``; views scope every query to ``principal.organizatio
 instances, the hash) costs most of a small request's CPU. So once a key has been verified, the
 process remembers it for :data:`KEY_CACHE_SECONDS`, keyed by a SHA-256 of the full key (the
 secret itself is never kept). A remembered key still reads its own row on every request, by
-primary key, in one plain SQL statement joined to its organization. The guarantee: a key that
-is revoked, expires, changes role or is deleted is refused (or gets its new role) on the very
-next request, in every process, with no invalidation to broadcast; the organization's
-``routing_version`` (and name and slug) are read fresh on every request too, so routing stays
-exact. The cache only saves re-checking the hash and the ORM's overhead. It holds keys that
-verified, never failures, so it grows no larger than the set of valid keys in use.
+primary key, in one small prepared SQL statement joined to its organization. The guarantee: a
+key that is revoked, expires, changes role, moves to another organization or is deleted is
+refused (or gets its new role) on the very next request that starts after the change commits,
+in every process, with no invalidation to broadcast; the organization's ``routing_version`` is
+read by that same statement, so routing sees a traffic change at once. Only the organization's
+name and slug (display fields) may be up to :data:`KEY_CACHE_SECONDS` old. The cache saves the
+ORM, the hash check and the wider row; it holds keys that verified, never failures, so it grows
+no larger than the set of valid keys in use.
 """
 
 import hashlib
@@ -39,8 +41,7 @@ KEY_CACHE_SECONDS = 5.0
 # One row per request for a remembered key: is it still usable, with which role, and the fresh
 # organization columns. Expiry is compared by the database, as the ORM would compare it.
 KEY_ROW_SQL = (
-    "SELECT k.revoked OR (k.expiry_date IS NOT NULL AND k.expiry_date < %s), k.role, "
-    "o.name, o.slug, o.routing_version "
+    "SELECT k.revoked OR (k.expiry_date IS NOT NULL AND k.expiry_date < %s), k.role, o.routing_version "
     "FROM flywheel_organizationapikey k JOIN flywheel_organization o "
     "ON o.id = k.organization_id WHERE k.id = %s AND k.organization_id = %s"
 )
@@ -74,6 +75,8 @@ class _Verified:
     key_prefix: str
     organization_id: uuid.UUID
     organization_param: Any  # the id as the database driver takes it
+    organization_name: str
+    organization_slug: str
     until: float
 
 
@@ -125,6 +128,8 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
             key_prefix=api_key.prefix,
             organization_id=organization.pk,
             organization_param=Organization._meta.pk.get_db_prep_value(organization.pk, connection),
+            organization_name=organization.name,
+            organization_slug=organization.slug,
             until=time.monotonic() + KEY_CACHE_SECONDS,
         )
         return KeyPrincipal(key_id=api_key.pk, key_prefix=api_key.prefix, organization=organization, role=api_key.role)
@@ -138,10 +143,14 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         if row is None or row[0]:
             _verified.pop(digest, None)
             raise _refused()
-        _, role, *columns = row
-        organization = Organization.from_db(
-            connection.alias, ORGANIZATION_FIELDS, [remembered.organization_id, *columns]
-        )
+        _, role, routing_version = row
+        values = [
+            remembered.organization_id,
+            remembered.organization_name,
+            remembered.organization_slug,
+            routing_version,
+        ]
+        organization = Organization.from_db(connection.alias, ORGANIZATION_FIELDS, values)
         return KeyPrincipal(
             key_id=remembered.key_id, key_prefix=remembered.key_prefix, organization=organization, role=role
         )

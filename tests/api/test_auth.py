@@ -88,6 +88,14 @@ def test_a_deleted_key_is_refused_at_once_even_when_remembered(tenant: Tenant) -
     assert_error(tenant.agent.get("/training/models"), 401)
 
 
+def test_a_key_moved_to_another_organization_is_refused_at_once(tenant: Tenant, other: Tenant) -> None:
+    assert tenant.agent.get("/training/models").status_code == 200
+    OrganizationAPIKey.objects.filter(pk=stored_key(tenant).pk).update(organization=other.organization)
+    assert_error(tenant.agent.get("/training/models"), 401)
+    forget = tenant.agent.get("/training/models")  # verified afresh: now a key of the other organization
+    assert forget.status_code == 200
+
+
 def test_a_role_change_applies_at_once_even_when_remembered(tenant: Tenant) -> None:
     model = RegisteredModelFactory.create(organization=tenant.organization)
     assert tenant.agent.get("/training/models").status_code == 200

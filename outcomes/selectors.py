@@ -1,0 +1,117 @@
+"""Reads over outcome labels: the training pool, its example classes and the seed's statistics.
+
+The pool that trains a model is every label of the organization (all organizations for the
+global model) that a reviewer has not excluded, with exact-duplicate training texts collapsed
+to one label. The classes below are shared by ``GET /training/stats`` and the dataset export,
+so the statistics always describe what an export would write.
+"""
+
+import datetime
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Case, Count, F, IntegerField, Q, Value, When, Window
+from django.db.models.functions import Coalesce, NullIf, RowNumber
+from django.utils import timezone
+
+from outcomes.models import OutcomeLabel, OutcomeLabelQuerySet
+
+# Below this score a matured message counts as a failure: the rubric gives 0.2 to a message that
+# was delivered and opened but never answered, so a negative never got past an unanswered open.
+NEGATIVE_QUALITY_BELOW = 0.2
+
+# What the model learns to write: the reviewer's ideal text when there is one, else the body.
+TRAINING_TEXT = Coalesce(NullIf(F("ideal_body"), Value("")), F("body"))
+
+
+def ranked_pool(*, organization_id: uuid.UUID | str | None = None) -> OutcomeLabelQuerySet:
+    """Labels that may train the pool's model, each with ``text_rank``: 1 for the one that counts.
+
+    Excluded labels never count. When several labels carry exactly the same training text (a
+    template sent to many prospects, stored with placeholders), only the best-scoring one has
+    rank 1: highest quality, then the most recent, then the highest id, so the choice is
+    deterministic. The rank is a window function computed in the same pass as the rows, so a
+    caller can stream the pool in constant memory on SQLite and PostgreSQL alike.
+    """
+    best_first = [F("quality_score").desc(), F("sent_at").desc(), F("id").desc()]
+    return (
+        OutcomeLabel.objects.for_pool(organization_id)
+        .eligible_for_training()
+        .order_by()
+        .annotate(text_rank=Window(RowNumber(), partition_by=[TRAINING_TEXT], order_by=best_first))
+    )
+
+
+def training_pool(*, organization_id: uuid.UUID | str | None = None) -> OutcomeLabelQuerySet:
+    """The pool itself: one label per distinct training text (see :func:`ranked_pool`).
+
+    Filter it only through aggregates (as :func:`training_data_stats` does): Django applies a
+    plain ``filter()`` before the window, which would collapse duplicates within the filtered
+    rows only.
+    """
+    return ranked_pool(organization_id=organization_id).filter(Q(text_rank=1))  # Q: the stubs do not see annotations
+
+
+def matured_before(now: datetime.datetime | None = None) -> datetime.datetime:
+    """Send times before this have had ``OUTCOME_MATURATION_DAYS`` for their outcome to arrive."""
+    return (now or timezone.now()) - datetime.timedelta(days=settings.OUTCOME_MATURATION_DAYS)
+
+
+def positive_q(min_quality_score: float) -> Q:
+    """Positive examples: quality at or above the threshold, and never a bounced message."""
+    return Q(quality_score__gte=min_quality_score, bounced_at__isnull=True)
+
+
+def negative_q(min_quality_score: float, matured_at: datetime.datetime) -> Q:
+    """Negative examples: quality below 0.2 (and below the threshold) once the outcome has matured.
+
+    A younger message with a low score may still get its reply, so it is never a negative.
+    """
+    below = min(NEGATIVE_QUALITY_BELOW, min_quality_score)
+    return Q(quality_score__lt=below, sent_at__lte=matured_at)
+
+
+def example_kind(min_quality_score: float, matured_at: datetime.datetime) -> Case:
+    """An expression classifying a label: 1 positive, -1 negative, 0 neutral."""
+    return Case(
+        When(positive_q(min_quality_score), then=Value(1)),
+        When(negative_q(min_quality_score, matured_at), then=Value(-1)),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+
+
+def training_data_stats(
+    *, organization_id: uuid.UUID | str | None = None, min_quality_score: float = 0.6
+) -> dict[str, Any]:
+    """The seed's ``GET /training/stats`` numbers for a pool, from one aggregate query.
+
+    Definitions, all over :func:`training_pool` (not excluded, duplicate texts collapsed):
+
+    - ``total_examples``: every label in the pool;
+    - ``positive_examples``: quality >= ``min_quality_score`` and not bounced;
+    - ``negative_examples``: quality < 0.2 (and < the threshold) and sent at least
+      ``OUTCOME_MATURATION_DAYS`` ago;
+    - ``neutral_examples``: the rest (middling scores, bounced high scorers, young low scorers);
+    - ``deals_closed``, ``meetings_booked`` (booked or completed) and ``replies``: labels of the
+      pool that reached that stage, whatever their class.
+    """
+    counts = training_pool(organization_id=organization_id).aggregate(
+        total_examples=Count("id"),
+        positive_examples=Count("id", filter=positive_q(min_quality_score)),
+        negative_examples=Count("id", filter=negative_q(min_quality_score, matured_before())),
+        deals_closed=Count("id", filter=Q(deal_closed_at__isnull=False)),
+        meetings_booked=Count("id", filter=Q(meeting_booked_at__isnull=False) | Q(meeting_completed_at__isnull=False)),
+        replies=Count("id", filter=Q(replied_at__isnull=False)),
+    )
+    neutral = counts["total_examples"] - counts["positive_examples"] - counts["negative_examples"]
+    return {
+        "total_examples": counts["total_examples"],
+        "positive_examples": counts["positive_examples"],
+        "negative_examples": counts["negative_examples"],
+        "neutral_examples": neutral,
+        "deals_closed": counts["deals_closed"],
+        "meetings_booked": counts["meetings_booked"],
+        "replies": counts["replies"],
+    }

@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 
@@ -123,6 +124,29 @@ class FiniteFloatField(serializers.FloatField):
         return value
 
 
+class PercentageField(FiniteFloatField):
+    """A share of traffic: above 0 and at most 100 (0 would deploy a model nobody is routed to)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # No min_value: its validator would state an inclusive minimum in the schema.
+        super().__init__(max_value=100.0, **kwargs)
+
+    def to_internal_value(self, data: Any) -> float:
+        value = super().to_internal_value(data)
+        if value <= 0:
+            raise serializers.ValidationError("Must be above 0.")
+        return value
+
+
+class PercentageFieldSchema(OpenApiSerializerFieldExtension):
+    """The schema says what :class:`PercentageField` accepts: 0 itself is excluded."""
+
+    target_class = PercentageField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return {"type": "number", "format": "double", "minimum": 0, "exclusiveMinimum": True, "maximum": 100}
+
+
 # --- The error answer in the OpenAPI schema ------------------------------------------------------
 
 
@@ -145,6 +169,7 @@ ERROR_DESCRIPTIONS = {
     413: "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
     415: "The body is not JSON.",
     429: "Too many requests for this API key; retry after the Retry-After seconds.",
+    502: "The fine-tuning provider could not answer; retry later.",
 }
 
 

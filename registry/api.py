@@ -22,7 +22,7 @@ from flywheel.auth import (
     organization_scope,
     request_actor,
 )
-from flywheel.errors import FiniteFloatField, error_responses
+from flywheel.errors import PercentageField, error_responses
 from registry.experiments import promote_ab_test_winner
 from registry.models import RegisteredModel
 from registry.routing import choose_model
@@ -167,16 +167,11 @@ class ModelDeployApi(APIView):
 
     @extend_schema_serializer(component_name="Deploy")
     class InputSerializer(serializers.Serializer):
-        traffic_percentage = FiniteFloatField(default=100.0, min_value=0.0, max_value=100.0)
+        traffic_percentage = PercentageField(default=100.0)
         ab_test_group = serializers.ChoiceField(
             choices=RegisteredModel.ABTestGroup.choices, default=RegisteredModel.ABTestGroup.CONTROL
         )
         reason = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
-
-        def validate_traffic_percentage(self, value: float) -> float:
-            if value <= 0:
-                raise serializers.ValidationError("Must be above 0; archive a model to take it out.")
-            return value
 
     @extend_schema(
         operation_id="training_deploy",

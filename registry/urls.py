@@ -1,6 +1,6 @@
 """HTTP routes of this app, mounted at the site's root by flywheel/urls.py."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from registry.api import LeaderboardApi, ModelDeployApi, ModelListApi, PromoteWinnerApi, RouteApi
 
@@ -8,7 +8,8 @@ urlpatterns = [
     path("api/route", RouteApi.as_view(), name="route"),
     path("training/models", ModelListApi.as_view(), name="training-models"),
     path("training/leaderboard", LeaderboardApi.as_view(), name="training-leaderboard"),
-    # ``path``, not ``uuid``: a malformed id answers the API's 404, not Django's HTML page.
-    path("training/deploy/<path:registry_id>", ModelDeployApi.as_view(), name="training-deploy"),
+    # Any id at all, even with a slash or a line break: a malformed one answers the API's 404, not
+    # Django's HTML page.
+    re_path(r"^training/deploy/(?P<registry_id>[\s\S]*)\Z", ModelDeployApi.as_view(), name="training-deploy"),
     path("training/promote-winner", PromoteWinnerApi.as_view(), name="training-promote-winner"),
 ]

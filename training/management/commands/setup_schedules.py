@@ -1,0 +1,43 @@
+"""Create or repair the django-q2 schedules of training (idempotent).
+
+- the seed's weekly training, ``0 2 * * 1`` (Mondays 02:00 UTC): for the global pool when
+  ``TRAINING_SCHEDULE_GLOBAL`` is on, and for each organization (id or slug) in
+  ``TRAINING_SCHEDULE_ORGANIZATIONS``; weekly schedules no longer configured are removed;
+- every ten minutes, ``resume_stuck_runs``: re-delivers runs whose task was lost in a crash.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from flywheel.errors import ApplicationError
+from flywheel.models import Organization
+from registry.selectors import organization_get
+from training.services import training_schedules_ensure
+
+
+class Command(BaseCommand):
+    help = "Create or repair the weekly training schedules (0 2 * * 1) and the resume schedule."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        organizations = self._organizations(settings.TRAINING_SCHEDULE_ORGANIZATIONS)
+        counts = training_schedules_ensure(
+            include_global=settings.TRAINING_SCHEDULE_GLOBAL, organizations=organizations
+        )
+        pools = (["global"] if settings.TRAINING_SCHEDULE_GLOBAL else []) + [org.slug for org in organizations]
+        self.stdout.write(f"Weekly training (0 2 * * 1, UTC) for: {', '.join(pools) or 'no pool'}.")
+        self.stdout.write(
+            f"{counts['created']} schedule(s) created, {counts['updated']} updated, {counts['removed']} removed."
+        )
+
+    def _organizations(self, references: list[str]) -> list[Organization]:
+        found, missing = [], []
+        for reference in references:
+            try:
+                found.append(organization_get(slug_or_id=reference))
+            except ApplicationError:
+                missing.append(reference)
+        if missing:
+            raise CommandError(f"TRAINING_SCHEDULE_ORGANIZATIONS names unknown organizations: {', '.join(missing)}.")
+        return found

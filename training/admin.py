@@ -1,0 +1,313 @@
+"""Admin for training runs: the list and the run page, cancelling, and "Run training cycle now".
+
+Runs are read-only here: they change only through :mod:`training.services`. Starting and
+cancelling need the ``training.run_training`` permission and go through a confirmation page;
+domain errors become admin messages.
+"""
+
+import datetime
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from flywheel.errors import ApplicationError
+from flywheel.models import Organization
+from training.datasets import dataset_counts
+from training.models import TrainingRun
+from training.providers import ProviderError, get_provider
+from training.services import error_message, training_run_cancel, training_run_start
+
+RUN_NOW_TEMPLATE = "admin/training/trainingrun/run_now.html"
+CANCEL_TEMPLATE = "admin/training/trainingrun/confirm_cancel.html"
+PERMISSION = "training.run_training"
+SHUTDOWN_CACHE_SECONDS = 6 * 3600
+SHUTDOWN_UNKNOWN_SECONDS = 600
+UNKNOWN = "unknown"
+
+
+def base_model_shutdown(provider: str, model: str) -> str:
+    """The provider's shutdown date of a base model as text: a date, "none announced" or "unknown".
+
+    Cached (six hours; ten minutes when the provider could not answer), so a list of runs asks the
+    provider once per base model, and an unreachable provider does not slow every page.
+    """
+    key = f"training:shutdown:{provider}:{model}"
+    cached = cache.get(key)
+    if cached is not None:
+        return str(cached)
+    try:
+        shutdown = get_provider(provider).base_model_shutdown_date(model)
+    except (ProviderError, ValueError):
+        cache.set(key, UNKNOWN, SHUTDOWN_UNKNOWN_SECONDS)
+        return UNKNOWN
+    text = shutdown.isoformat() if shutdown else "none announced"
+    cache.set(key, text, SHUTDOWN_CACHE_SECONDS)
+    return text
+
+
+def staff_user(request: HttpRequest) -> AbstractBaseUser:
+    """The signed-in user acting in the admin (the admin site lets no anonymous user this far)."""
+    if not isinstance(request.user, AbstractBaseUser):
+        raise PermissionDenied
+    return request.user
+
+
+def unix_time(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return ""
+    return datetime.datetime.fromtimestamp(value, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> SafeString:
+    """A small HTML table, every cell escaped."""
+    head = format_html_join("", "<th>{}</th>", ((header,) for header in headers))
+    cells = (format_html_join("", "<td>{}</td>", ((cell,) for cell in row)) for row in rows)
+    body = format_html_join("", "<tr>{}</tr>", ((row,) for row in cells))
+    return format_html("<table><tr>{}</tr>{}</table>", head, body)
+
+
+def metric(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
+    change_list_template = "admin/training/trainingrun/change_list.html"
+    list_display = [
+        "__str__",
+        "pool_name",
+        "status",
+        "provider",
+        "triggered_by",
+        "created_at",
+        "duration",
+        "examples_count",
+        "total_tokens",
+        "estimated_cost",
+        "resulting_model",
+        "base_model_shutdown_date",
+    ]
+    list_filter = ["status", "provider", "triggered_by", "method", "organization"]
+    search_fields = ["id", "model_version", "provider_job_id", "fine_tuned_model", "organization__name"]
+    list_select_related = ["organization", "registered_model"]
+    date_hierarchy = "created_at"
+    actions = ["cancel_runs"]
+    fieldsets = [
+        (None, {"fields": ["id", "organization", "pool", "status", "error", "triggered_by", "actor_label"]}),
+        (
+            "Parameters",
+            {
+                "fields": [
+                    "model_version",
+                    "base_model",
+                    "base_model_shutdown_date",
+                    "method",
+                    "min_quality_score",
+                    "validation_percent",
+                    "deploy_immediately",
+                    "ab_test_percentage",
+                ]
+            },
+        ),
+        (
+            "Dataset",
+            {
+                "fields": [
+                    "dataset_path",
+                    "dataset_sha256",
+                    "examples_count",
+                    "validation_path",
+                    "validation_examples_count",
+                    "positive_examples",
+                    "deals_in_training",
+                    "total_tokens",
+                    "billed_tokens",
+                    "estimated_cost",
+                ]
+            },
+        ),
+        (
+            "Provider",
+            {
+                "fields": [
+                    "provider",
+                    "provider_file_id",
+                    "provider_validation_file_id",
+                    "provider_job_id",
+                    "provider_status",
+                    "fine_tuned_model",
+                    "trained_tokens",
+                    "poll_count",
+                    "events_table",
+                    "checkpoints_table",
+                ]
+            },
+        ),
+        ("Result", {"fields": ["resulting_model", "test_output_text", "deployed"]}),
+        (
+            "Timings",
+            {"fields": ["created_at", "started_at", "training_started_at", "finished_at", "duration", "claimed_at"]},
+        ),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: TrainingRun | None = None) -> list[str]:
+        return flatten_fieldsets(self.fieldsets)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs start from "Run training cycle now", the API, a command or the schedule
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_run_training_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERMISSION)
+
+    # --- Columns and run page ------------------------------------------------------------------
+
+    @admin.display(description="pool", ordering="pool")
+    def pool_name(self, run: TrainingRun) -> str:
+        return str(run.organization) if run.organization else "global"
+
+    @admin.display(description="duration")
+    def duration(self, run: TrainingRun) -> str:
+        if run.started_at is None:
+            return "-"
+        seconds = int(((run.finished_at or timezone.now()) - run.started_at).total_seconds())
+        return str(datetime.timedelta(seconds=seconds))
+
+    @admin.display(description="resulting model")
+    def resulting_model(self, run: TrainingRun) -> SafeString | str:
+        model = run.registered_model
+        if model is None:
+            return "-"
+        url = reverse("admin:registry_registeredmodel_change", args=[model.pk])
+        return format_html('<a href="{}">{}</a> ({})', url, model.model_version, model.status)
+
+    @admin.display(description="base model shuts down")
+    def base_model_shutdown_date(self, run: TrainingRun) -> str:
+        if run.provider != "openai" or not run.base_model:
+            return "-"
+        return base_model_shutdown(run.provider, run.base_model)
+
+    @admin.display(description="provider events")
+    def events_table(self, run: TrainingRun) -> SafeString | str:
+        if not run.events:
+            return "-"
+        rows = [(unix_time(e.get("created_at")), e.get("level", ""), e.get("message", "")) for e in run.events]
+        return html_table(("time (UTC)", "level", "message"), rows)
+
+    @admin.display(description="checkpoint metrics")
+    def checkpoints_table(self, run: TrainingRun) -> SafeString | str:
+        if not run.checkpoints:
+            return "-"
+        keys = ("train_loss", "valid_loss", "train_mean_token_accuracy", "valid_mean_token_accuracy")
+        rows = [(c.get("step"), *(metric(c.get(key)) for key in keys)) for c in run.checkpoints]
+        return html_table(("step", "train loss", "valid loss", "train accuracy", "valid accuracy"), rows)
+
+    @admin.display(description="test output")
+    def test_output_text(self, run: TrainingRun) -> SafeString | str:
+        if not run.test_output:
+            return "-"
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', run.test_output)
+
+    # --- Cancelling ----------------------------------------------------------------------------
+
+    @admin.action(description="Cancel the selected training runs", permissions=["run_training"])
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[TrainingRun]) -> TemplateResponse | None:
+        """Ask for confirmation, then cancel each run (and its provider job)."""
+        runs = list(queryset.select_related("organization"))
+        if "confirm" not in request.POST:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Cancel training runs",
+                "opts": self.opts,
+                "runs": runs,
+                "active": [run for run in runs if run.is_active],
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, CANCEL_TEMPLATE, context)
+        cancelled = 0
+        for run in runs:
+            try:
+                training_run_cancel(run=run, actor=staff_user(request), reason=request.POST.get("reason", ""))
+                cancelled += 1
+            except ApplicationError as error:
+                self.message_user(request, f"{run}: {error.message}", messages.ERROR)
+        self.message_user(request, f"{cancelled} training run(s) cancelled.", messages.SUCCESS)
+        return None
+
+    # --- Run training cycle now ----------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        run_now = self.admin_site.admin_view(self.run_now_view)
+        return [path("run-now/", run_now, name="training_trainingrun_run_now"), *super().get_urls()]
+
+    def run_now_view(self, request: HttpRequest) -> HttpResponse:
+        """Ask for the pool and parameters, show what would train, then start the run on confirmation."""
+        if not self.has_run_training_permission(request):
+            raise PermissionDenied
+        initial = {"organization": request.GET.get("organization")}
+        form = RunNowForm(request.POST or None, initial=initial)
+        if request.method != "POST" or not form.is_valid():
+            return self.run_now_page(request, form, confirming=False)
+        if "confirm" not in request.POST:
+            return self.run_now_page(request, form, confirming=True)
+        try:
+            actor = staff_user(request)
+            run = training_run_start(**form.cleaned_data, triggered_by=TrainingRun.Trigger.ADMIN, actor=actor)
+        except (ApplicationError, ValidationError) as error:
+            self.message_user(request, error_message(error), messages.ERROR)
+            return self.run_now_page(request, form, confirming=False)
+        self.message_user(request, f"Training run {run.pk} started for {run.organization or 'the global pool'}.")
+        return HttpResponseRedirect(reverse("admin:training_trainingrun_change", args=[run.pk]))
+
+    def run_now_page(self, request: HttpRequest, form: "RunNowForm", *, confirming: bool) -> TemplateResponse:
+        """The form, or (``confirming``) the summary of what would train with a start button."""
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": "Run training cycle now",
+            "opts": self.opts,
+            "form": form,
+            "confirming": confirming,
+            "provider": settings.FINE_TUNING_PROVIDER,
+            "base_model": settings.TRAINING_BASE_MODEL,
+            "min_examples": settings.TRAINING_MIN_EXAMPLES,
+        }
+        if confirming:
+            data = form.cleaned_data
+            organization = data["organization"]
+            context["counts"] = dataset_counts(organization.pk if organization else None, data["min_quality_score"])
+            context["pool"] = str(organization) if organization else "the global pool (every organization)"
+        return TemplateResponse(request, RUN_NOW_TEMPLATE, context)
+
+
+class RunNowForm(forms.Form):
+    """The parameters of ``training_run_start`` that a person chooses."""
+
+    organization = forms.ModelChoiceField(
+        queryset=Organization.objects.all(), required=False, empty_label="Global model (every organization)"
+    )
+    model_version = forms.CharField(required=False, help_text="Like v2.5.0; empty for the pool's next version.")
+    min_quality_score = forms.FloatField(initial=0.6, min_value=0, max_value=1)
+    method = forms.ChoiceField(choices=TrainingRun.Method.choices, initial=TrainingRun.Method.SFT)
+    validation_percent = forms.FloatField(initial=0, min_value=0, max_value=99, help_text="Held-out share (%).")
+    deploy_immediately = forms.BooleanField(required=False, help_text="Start an A/B test of the new model.")
+    ab_test_percentage = forms.FloatField(initial=10.0, min_value=0.1, max_value=100)

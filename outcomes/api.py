@@ -1,4 +1,4 @@
-"""The agents' outcome endpoints.
+"""The agents' outcome endpoints and the seed's training-data statistics.
 
 ``POST /api/outcomes`` and ``POST /api/outcomes/events`` take one object or a list of up to
 :data:`~outcomes.serializers.MAX_ITEMS`. Each item is checked on its own: a bad item gets its
@@ -10,14 +10,15 @@ valid answers 400, since there is nothing else in the batch to keep.
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import OpenApiExample, PolymorphicProxySerializer, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from flywheel.auth import OrganizationScopeSerializer, organization_required
-from flywheel.errors import ApplicationError, error_responses
+from flywheel.auth import OrganizationScopeSerializer, organization_required, organization_scope
+from flywheel.errors import ApplicationError, FiniteFloatField, error_responses
+from outcomes.selectors import training_data_stats
 from outcomes.serializers import (
     MAX_ITEMS,
     BulkResultSerializer,
@@ -205,3 +206,36 @@ class OutcomeEventsApi(APIView):
             lambda events: outcome_event_record_bulk(organization=organization, events=events),
         )
         return batch_response(outcome, single)
+
+
+class TrainingStatsApi(APIView):
+    """``GET /training/stats``: the seed's counts over the pool a training run would export."""
+
+    class FilterSerializer(OrganizationScopeSerializer):
+        min_quality_score = FiniteFloatField(required=False, default=0.6, min_value=0.0, max_value=1.0)
+
+    @extend_schema_serializer(component_name="TrainingStats")
+    class OutputSerializer(serializers.Serializer):
+        total_examples = serializers.IntegerField()
+        positive_examples = serializers.IntegerField()
+        negative_examples = serializers.IntegerField()
+        neutral_examples = serializers.IntegerField()
+        deals_closed = serializers.IntegerField()
+        meetings_booked = serializers.IntegerField()
+        replies = serializers.IntegerField()
+
+    @extend_schema(
+        operation_id="training_stats",
+        parameters=[FilterSerializer],
+        responses={200: OutputSerializer, **error_responses(404)},
+        summary="Training data statistics",
+    )
+    def get(self, request: Request) -> Response:
+        query = self.FilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        organization = organization_scope(request, query.validated_data.get("organization_id"))
+        stats = training_data_stats(
+            organization_id=organization.pk if organization is not None else None,
+            min_quality_score=query.validated_data["min_quality_score"],
+        )
+        return Response(self.OutputSerializer(stats).data)

@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from outcomes.api import OutcomeEventsApi, OutcomeUpsertApi
+from outcomes.api import OutcomeEventsApi, OutcomeUpsertApi, TrainingStatsApi
 
 urlpatterns = [
     path("api/outcomes", OutcomeUpsertApi.as_view(), name="outcomes-upsert"),
     path("api/outcomes/events", OutcomeEventsApi.as_view(), name="outcomes-events"),
+    path("training/stats", TrainingStatsApi.as_view(), name="training-stats"),
 ]

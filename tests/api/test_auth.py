@@ -22,6 +22,7 @@ ENDPOINTS = [
     ("get", "/api/route"),
     ("get", "/training/models"),
     ("get", "/training/leaderboard"),
+    ("get", "/training/stats"),
     ("post", "/training/deploy/7b0c7a5e-0000-4000-8000-000000000000"),
     ("post", "/training/promote-winner"),
 ]

@@ -180,22 +180,36 @@ def may_hold_personal_data(text: str, first_name: str, last_name: str, company: 
     """Whether ``scrub`` could change ``text``: true whenever any of its passes could match.
 
     Links need "/" or "ww." (scrub's own trigger; tested on the lower-cased text, a superset),
-    emails "@"; a name or company can only be found where its first word is (a company without its
-    legal suffix starts with it too); a phone needs seven digits at most three characters apart.
-    So a false answer is always safe, and most clean rows get it from a few substring searches.
+    emails "@"; a name or company matches only as a whole word, so its first word stands in the
+    text as a whole word too (a company without its legal suffix starts with it as well); a phone
+    needs seven digits at most three characters apart. So a false answer is always safe, and most
+    clean rows get it from a few substring searches.
     """
     lowered = text.lower()
     if "@" in lowered or "/" in lowered or "ww." in lowered:
         return True
     for value in (first_name, last_name, company):
-        if value and first_word(value) in lowered:
+        if value and has_word(lowered, first_word(value)):
             return True
     return may_hold_phone(text)
 
 
+def has_word(lowered: str, word: str) -> bool:
+    """Whether ``word`` occurs with no letter or digit on either side (scrub's whole-word rule)."""
+    if not word:
+        return True  # a value that starts with a separator: always let scrub look
+    start = lowered.find(word)
+    while start != -1:
+        end = start + len(word)
+        if not (start and lowered[start - 1].isalnum()) and not (end < len(lowered) and lowered[end].isalnum()):
+            return True
+        start = lowered.find(word, start + 1)
+    return False
+
+
 @functools.lru_cache(maxsize=8192)
 def first_word(value: str) -> str:
-    """The lower-cased first word of a name ("" when it starts with a separator: then always probed).
+    """The lower-cased first word of a name, up to the first space or comma ("" if it starts with one).
 
     Names repeat (first names, companies), so answers are cached; the cache is bounded.
     """

@@ -406,9 +406,16 @@ def test_the_personal_data_guard_never_skips_a_text_that_scrub_would_change(text
     assert may_hold_personal_data(text, names["first_name"], names["last_name"], names["company"])
 
 
-def test_the_personal_data_guard_lets_clean_text_through() -> None:
-    text = "Hi {{first_name}}, teams cut forecast prep by 40% in 2024; reference 12345."
-    assert not may_hold_personal_data(text, "Jane", "Doe", "Acme Inc.")
+@pytest.mark.parametrize(
+    ("text", "first_name"),
+    [
+        ("Hi {{first_name}}, teams cut forecast prep by 40% in 2024; reference 12345.", "Jane"),
+        ("Our customers at {{company}} split the atom.", "Tom"),  # "tom" only inside other words
+    ],
+)
+def test_the_personal_data_guard_lets_clean_text_through(text: str, first_name: str) -> None:
+    assert scrub(text, first_name=first_name, last_name="Doe", company="Acme Inc.") == text
+    assert not may_hold_personal_data(text, first_name, "Doe", "Acme Inc.")
 
 
 # --- Order, limit, split ---------------------------------------------------------------------------

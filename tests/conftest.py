@@ -6,11 +6,13 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django_q.conf import Conf
 
 
 @pytest.fixture(autouse=True)
-def _isolated(settings: Any, tmp_path: Path) -> Iterator[None]:
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+def _isolated(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # django-q2 reads its configuration once at import, so sync mode is switched on its Conf.
+    monkeypatch.setattr(Conf, "SYNC", True)
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.TRAINING_DATA_DIR = str(tmp_path / "media" / "training_data")
     cache.clear()

@@ -38,8 +38,9 @@ from flywheel.models import Organization, OrganizationAPIKey
 KEYWORD = "Api-Key"
 KEY_CACHE_SECONDS = 5.0
 
-# One row per request for a remembered key: is it still usable, with which role, and the fresh
-# organization columns. Expiry is compared by the database, as the ORM would compare it.
+# One row per request for a remembered key: is it still usable (not revoked, not expired, still
+# of the same organization), with which role, and the organization's routing version. Expiry is
+# compared by the database, as the ORM would compare it.
 KEY_ROW_SQL = (
     "SELECT k.revoked OR (k.expiry_date IS NOT NULL AND k.expiry_date < %s), k.role, o.routing_version "
     "FROM flywheel_organizationapikey k JOIN flywheel_organization o "

@@ -24,7 +24,6 @@ calls happen outside transactions.
 leaves no ready model (the model it registered, if any, is marked failed) and no running job.
 """
 
-import importlib.util
 import logging
 import re
 import uuid
@@ -757,15 +756,13 @@ def next_weekly_run(now: datetime) -> datetime:
 
 
 def _weekly_timing() -> dict[str, Any]:
-    """A cron schedule when croniter is installed; otherwise WEEKLY from the next Monday 02:00 UTC.
-
-    Both fire at the same moments. django-q2 needs croniter to compute cron schedules and would
-    fail on every tick without it, so the fallback keeps the schedule working either way.
-    """
-    timing: dict[str, Any] = {"next_run": next_weekly_run(timezone.now()), "cron": None, "minutes": None}
-    if importlib.util.find_spec("croniter") is not None:
-        return {**timing, "schedule_type": Schedule.CRON, "cron": WEEKLY_CRON}
-    return {**timing, "schedule_type": Schedule.WEEKLY}
+    """The seed's cron line, first due on the next Monday 02:00 UTC."""
+    return {
+        "schedule_type": Schedule.CRON,
+        "cron": WEEKLY_CRON,
+        "minutes": None,
+        "next_run": next_weekly_run(timezone.now()),
+    }
 
 
 @transaction.atomic

@@ -22,16 +22,42 @@ FIRST_NAMES = ["Maya", "Jonas", "Priya", "Lucas", "Amara", "Ethan", "Sofia", "Ke
 LAST_NAMES = ["Okafor", "Lindqvist", "Raman", "Moreau", "Haddad", "Novak", "Silva", "Tanaka"]
 COMPANIES = ["Northwind", "Brightpath", "Quantix", "Helio Labs", "Cobalt Freight", "Verdant Health"]
 OPENERS = {
-    "PAS": "Most {role} teams in {industry} lose hours every week chasing stale pipeline.",
-    "AIDA": "Teams like {company} cut their sales cycle by a third last quarter.",
-    "BAB": "Before: reps juggling five tools. After: one view of every deal.",
+    "PAS": [
+        "Most {role} teams in {industry} lose hours every week chasing stale pipeline.",
+        "Forecast calls in {industry} still run on spreadsheets nobody trusts.",
+        "Your reps probably spend Friday afternoons updating the CRM instead of selling.",
+    ],
+    "AIDA": [
+        "Teams like {company} cut their sales cycle by a third last quarter.",
+        "One {industry} team we work with doubled its meeting rate in six weeks.",
+        "What would a 20% shorter sales cycle mean for your number this year?",
+    ],
+    "BAB": [
+        "Before: reps juggling five tools. After: one view of every deal.",
+        "Today your pipeline review takes a day; it could take twenty minutes.",
+        "Right now deals slip silently; imagine every risk flagged the morning it appears.",
+    ],
 }
+VALUE = [
+    "We flag stalled deals before they slip and tell each rep the next best step.",
+    "Our customers see pipeline reviews drop from hours to minutes.",
+    "It plugs into the CRM you already use, so nothing changes for the team.",
+    "Managers get one honest forecast instead of five optimistic ones.",
+    "Reps get their evenings back because follow-ups write themselves.",
+    "Setup takes an afternoon and the first insights arrive the same week.",
+]
+CALLS_TO_ACTION = [
+    "Worth a 15-minute call next week?",
+    "Open to a quick look on Thursday?",
+    "Would it help if I sent a two-minute video first?",
+    "Should I share how a peer in {industry} rolled it out?",
+]
 # Per-message probabilities of reaching each stage; the fine-tuned model does a little better.
 FUNNEL = {
     "base": {
         "opened": 0.55,
         "clicked": 0.2,
-        "replied": 0.1,
+        "replied": 0.28,
         "meeting_booked": 0.4,
         "meeting_completed": 0.75,
         "deal_closed": 0.45,
@@ -39,7 +65,7 @@ FUNNEL = {
     "tuned": {
         "opened": 0.6,
         "clicked": 0.24,
-        "replied": 0.13,
+        "replied": 0.34,
         "meeting_booked": 0.45,
         "meeting_completed": 0.8,
         "deal_closed": 0.5,
@@ -52,7 +78,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--seed", type=int, default=7, help="Random seed: the same seed gives the same data.")
-        parser.add_argument("--labels", type=int, default=400)
+        parser.add_argument("--labels", type=int, default=600)
         parser.add_argument("--slug", default="demo")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -106,7 +132,8 @@ def _synthetic_label(
     framework, tone = rng.choice(FRAMEWORKS), rng.choice(TONES)
     first, last, company = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES), rng.choice(COMPANIES)
     sent_at = now - datetime.timedelta(days=rng.uniform(1, 75))
-    opener = OPENERS[framework].format(role=role, industry=industry, company=company)
+    opener = rng.choice(OPENERS[framework]).format(role=role, industry=industry, company=company)
+    pitch = f"{opener} {rng.choice(VALUE)} {rng.choice(CALLS_TO_ACTION).format(industry=industry)}"
     item = {
         "external_id": f"demo-{n:05d}",
         "model": model.pk,
@@ -121,7 +148,7 @@ def _synthetic_label(
         "last_name": last,
         "company": company,
         "subject": f"{company} x faster pipeline reviews",
-        "body": f"Hi {first},\n\n{opener} Worth a 15-minute call next week?\n\nBest,\nAlex",
+        "body": f"Hi {first},\n\n{pitch}\n\nBest,\nAlex",
         "sent_at": sent_at,
     }
     return item, _synthetic_events(

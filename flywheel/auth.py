@@ -8,7 +8,7 @@ key's id as ``request.auth``; views scope every query to ``principal.organizatio
 instances, the hash) costs most of a small request's CPU. So once a key has been verified, the
 process remembers it for :data:`KEY_CACHE_SECONDS`, keyed by a SHA-256 of the full key (the
 secret itself is never kept). A remembered key still reads its own row on every request, by
-primary key, in one small prepared SQL statement joined to its organization. The guarantee: a
+primary key, in one small prepared SQL statement joined to its organization (:func:`_key_row`). The guarantee: a
 key that is revoked, expires, changes role, moves to another organization or is deleted is
 refused (or gets its new role) on the very next request that starts after the change commits,
 in every process, with no invalidation to broadcast; the organization's ``routing_version`` is
@@ -21,11 +21,13 @@ no larger than the set of valid keys in use.
 import hashlib
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -42,10 +44,13 @@ KEY_CACHE_SECONDS = 5.0
 # of the same organization), with which role, and the organization's routing version. Expiry is
 # compared by the database, as the ORM would compare it.
 KEY_ROW_SQL = (
-    "SELECT k.revoked OR (k.expiry_date IS NOT NULL AND k.expiry_date < %s), k.role, o.routing_version "
+    "SELECT k.revoked OR (k.expiry_date IS NOT NULL AND k.expiry_date < {now}), k.role, o.routing_version "
     "FROM flywheel_organizationapikey k JOIN flywheel_organization o "
     "ON o.id = k.organization_id WHERE k.id = %s AND k.organization_id = %s"
 )
+# On PostgreSQL the server's clock, which saves sending one; elsewhere the time as Django stores it.
+KEY_ROW_SQL_POSTGRESQL = KEY_ROW_SQL.format(now="statement_timestamp()")
+KEY_ROW_SQL_OTHER = KEY_ROW_SQL.format(now="%s")
 ORGANIZATION_FIELDS = ["id", "name", "slug", "routing_version"]
 
 
@@ -137,10 +142,8 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
 
     def _recheck(self, remembered: _Verified, digest: str) -> KeyPrincipal:
         """A remembered key: read its row (revoked? expired? moved? role?) and its organization, fresh."""
-        now = connection.ops.adapt_datetimefield_value(timezone.now())
-        with _key_row_cursor() as cursor:
-            cursor.execute(KEY_ROW_SQL, [now, remembered.key_id, remembered.organization_param])
-            row = cursor.fetchone()
+        db = connections[DEFAULT_DB_ALIAS]
+        row = _key_row(db, remembered.key_id, remembered.organization_param)
         if row is None or row[0]:
             _verified.pop(digest, None)
             raise _refused()
@@ -151,7 +154,7 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
             remembered.organization_slug,
             routing_version,
         ]
-        organization = Organization.from_db(connection.alias, ORGANIZATION_FIELDS, values)
+        organization = Organization.from_db(db.alias, ORGANIZATION_FIELDS, values)
         return KeyPrincipal(
             key_id=remembered.key_id, key_prefix=remembered.key_prefix, organization=organization, role=role
         )
@@ -160,24 +163,41 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         return KEYWORD
 
 
-def _key_row_cursor() -> Any:
-    """A cursor for the per-request key row: server-side binding on PostgreSQL.
+# One server-binding cursor per PostgreSQL connection, kept for the key row (see _key_row).
+_key_cursors: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
-    Django's PostgreSQL cursors bind parameters on the client, so the server parses and plans
-    every statement afresh; a server-binding cursor lets psycopg prepare this one statement after
-    its fifth run on a connection (``prepare_threshold``), which takes the round trip from about
-    200 to 70 microseconds here. It is still wrapped by Django, so it is counted and logged like
-    any query. Behind a transaction-pooling PgBouncer, prepared statements need its
-    ``max_prepared_statements``.
+
+def _key_row(db: BaseDatabaseWrapper, key_id: str, organization_param: Any) -> Any:
+    """The remembered key's row: (refused?, role, routing version), or None when it is gone.
+
+    On PostgreSQL the statement runs on a server-binding cursor kept for the connection: Django's
+    own cursors bind parameters on the client, so the server parses and plans every statement
+    afresh, while this one is prepared by psycopg after its fifth run (``prepare_threshold``),
+    which takes the round trip from about 200 to 70 microseconds here. Database errors still go
+    through ``wrap_database_errors`` (so a broken connection is discarded as usual); execute
+    wrappers are skipped, except where queries are logged (DEBUG, tests), where Django's own
+    cursor wrapper counts and logs it like any query. Behind a transaction-pooling PgBouncer,
+    prepared statements need its ``max_prepared_statements``.
     """
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    import psycopg
+    if db.vendor != "postgresql":
+        now = db.ops.adapt_datetimefield_value(timezone.now())
+        with db.cursor() as cursor:
+            cursor.execute(KEY_ROW_SQL_OTHER, [now, key_id, organization_param])
+            return cursor.fetchone()
+    db.ensure_connection()
+    raw: Any = _key_cursors.get(db.connection)
+    if raw is None or raw.closed:
+        import psycopg
 
-    connection.ensure_connection()
-    # Typed loosely: the stubs say these wrap a wrapper, Django passes them the driver's cursor.
-    raw: Any = psycopg.Cursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+        raw = _key_cursors[db.connection] = psycopg.Cursor(db.connection)
+    if db.queries_logged:
+        # Typed loosely: the stubs say this wraps a wrapper; Django passes it the driver's cursor.
+        wrapped: Any = db.make_debug_cursor(raw)
+        wrapped.execute(KEY_ROW_SQL_POSTGRESQL, [key_id, organization_param])
+        return wrapped.fetchone()
+    with db.wrap_database_errors:
+        raw.execute(KEY_ROW_SQL_POSTGRESQL, [key_id, organization_param])
+        return raw.fetchone()
 
 
 class APIKeySchema(OpenApiAuthenticationExtension):

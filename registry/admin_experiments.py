@@ -1,0 +1,263 @@
+"""Admin for A/B experiments: the test's evidence on one page, and the action that applies it.
+
+The change page shows both arms' counts and rates, the specification's scores, the test
+statistic against its boundary, the sample-ratio check and the decision with its reasons, and a
+chart of the statistic at each look against the sequential boundary. The chart is an inline SVG
+computed here and drawn by the template: no JavaScript. A running experiment is shown as it
+stands now (read, not saved); a finished one at the look that decided it.
+
+Experiments are created by starting an A/B test and end through the one action, "Evaluate now
+and apply the decision", which needs ``registry.deploy_model`` and confirms first, showing the
+answer and the audit rows the change would write (:func:`registry.services.dry_run`).
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from flywheel.errors import ApplicationError
+from registry.experiments import experiment_decision, promote_ab_test_winner, promotion_preview
+from registry.models import Experiment, RegisteredModel
+from registry.stats import FIRST_DECISION_LOOK, ArmCounts, obf_boundary
+
+CONFIRM_TEMPLATE = "admin/registry/experiment/confirm_promote.html"
+FIELDS: list[str] = [
+    "organization",
+    "control",
+    "variant",
+    "status",
+    "planned_variant_share",
+    "planned_looks",
+    "look_interval_days",
+    "started_at",
+    "ended_at",
+    "winner",
+]
+OUTCOMES = {
+    "promoted": "The variant {variant} would be promoted to 100 %; the control would be archived.",
+    "rolled_back": "The variant {variant} lost: it would be archived and the control would get 100 % back.",
+    "stopped": "The test is stopped (see the reasons): {variant} ends; the rows below are all that moves.",
+    "none": "Undecided: no traffic moves; this look's statistic is recorded.",
+}
+DONE = {"promoted": "promoted", "rolled_back": "rolled back", "stopped": "stopped", "none": "still undecided"}
+
+
+# --- The chart ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chart:
+    """SVG geometry of the statistic per look against the boundary, in the viewBox's units."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    upper: str  # polyline points of the promotion boundary
+    lower: str  # and of its mirror, below which the variant loses
+    statistic: str  # polyline points of z per look
+    markers: list[dict[str, Any]]
+    y_ticks: list[dict[str, Any]]
+    x_ticks: list[dict[str, Any]]
+
+    @property
+    def center_x(self) -> float:
+        return (self.left + self.right) / 2
+
+    @property
+    def center_y(self) -> float:
+        return self.height / 2
+
+
+def chart(points: dict[int, float], planned_looks: int, *, width: int = 640, height: int = 260) -> Chart:
+    """The chart of ``points`` (look -> z) against the O'Brien-Fleming boundary of ``planned_looks``.
+
+    The boundary is drawn from the first look that can decide; the y range covers it and every
+    point, so a statistic far beyond the boundary stays on the chart.
+    """
+    left, right, top, bottom = 44, width - 16, 14, height - 30
+    first = min(FIRST_DECISION_LOOK, planned_looks)
+    bounds = {k: obf_boundary(k, planned_looks) or 0.0 for k in range(first, planned_looks + 1)}
+    reach = math.ceil(max([*bounds.values(), *(abs(z) for z in points.values()), 1.0]) + 0.5)
+
+    def x(look: int) -> float:
+        return left + (look - 1) * (right - left) / max(planned_looks - 1, 1)
+
+    def y(z: float) -> float:
+        return top + (reach - z) * (bottom - top) / (2 * reach)
+
+    def line(values: dict[int, float]) -> str:
+        return " ".join(f"{x(k):.1f},{y(z):.1f}" for k, z in sorted(values.items()))
+
+    step = max(1, math.ceil(reach / 4))
+    return Chart(
+        width=width,
+        height=height,
+        left=left,
+        right=right,
+        upper=line(bounds),
+        lower=line({k: -b for k, b in bounds.items()}),
+        statistic=line(points),
+        markers=[{"x": x(k), "y": y(z), "look": k, "z": z} for k, z in sorted(points.items())],
+        y_ticks=[{"y": y(v), "label": v} for v in range(-(reach // step) * step, reach + 1, step)],
+        x_ticks=[{"x": x(k), "label": k} for k in range(1, planned_looks + 1)],
+    )
+
+
+# --- The report ---------------------------------------------------------------------------------
+
+
+def _arm_row(name: str, model: RegisteredModel, counts: ArmCounts) -> dict[str, Any]:
+    rates = (counts.reply_rate, counts.meeting_rate, counts.close_rate, counts.unsubscribe_rate)
+    return {
+        "name": name,
+        "model": model,
+        "counts": counts,
+        "rates": [f"{rate:.2%}" for rate in rates],
+        "score": counts.weighted_score,
+    }
+
+
+def experiment_report(experiment: Experiment) -> dict[str, Any]:
+    """What the change page shows: the arms, the decision and the chart.
+
+    A running experiment is evaluated as it stands (nothing is saved); a finished one is shown
+    at the look of its recorded decision, with that decision.
+    """
+    running = experiment.status == Experiment.Status.RUNNING
+    look = None if running else int(experiment.decision.get("look", 0))
+    control, variant, live = experiment_decision(experiment, look=look)
+    decision = live.as_dict() if running else {**live.as_dict(), **experiment.decision}
+    points = {int(row["look"]): row["z"] for row in experiment.looks if row.get("z") is not None}
+    if running and live.z is not None:
+        points[live.look] = live.z
+    return {
+        "running": running,
+        "arms": [_arm_row("Control", experiment.control, control), _arm_row("Variant", experiment.variant, variant)],
+        "decision": decision,
+        "srm_broken": decision.get("stopped", False),
+        "chart": chart(points, experiment.planned_looks),
+    }
+
+
+# --- The admin ----------------------------------------------------------------------------------
+
+
+def _actor(request: HttpRequest) -> AbstractBaseUser:
+    if not isinstance(request.user, AbstractBaseUser):
+        raise PermissionDenied
+    return request.user
+
+
+class ExperimentAdmin(admin.ModelAdmin[Experiment]):
+    list_display = ["__str__", "pool_display", "status", "started_at", "look_display", "verdict", "winner"]
+    list_filter = ["status", "organization"]
+    list_select_related = ["control", "variant", "winner", "organization"]
+    search_fields = ["control__model_version", "variant__model_version", "organization__slug"]
+    date_hierarchy = "started_at"
+    change_form_template = "admin/registry/experiment/change_form.html"
+    actions = ["promote_winner"]
+    fields = tuple(FIELDS)
+    readonly_fields = FIELDS
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # an experiment starts with its A/B test (registry.experiments.experiment_start)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the record of a test: it changes only through its evaluation
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_deploy_permission(self, request: HttpRequest) -> bool:
+        """The ``registry.deploy_model`` permission: ML ops staff who may move traffic."""
+        return request.user.has_perm(f"{self.opts.app_label}.deploy_model")
+
+    @admin.display(description="pool")
+    def pool_display(self, experiment: Experiment) -> str:
+        return str(experiment.organization or "global")
+
+    @admin.display(description="look")
+    def look_display(self, experiment: Experiment) -> str:
+        look = experiment.decision.get("look")
+        return "-" if look is None else f"{look} of {experiment.planned_looks}"
+
+    @admin.display(description="last decision")
+    def verdict(self, experiment: Experiment) -> str:
+        decision = experiment.decision
+        if not decision:
+            return "not evaluated yet"
+        if decision.get("stopped"):
+            return "stopped: broken split"
+        return {"variant": "promote the variant", "control": "keep the control"}.get(
+            decision.get("winner"), "undecided"
+        )
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        experiment = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if experiment is not None:
+            context["report"] = experiment_report(experiment)
+            context["can_deploy"] = self.has_deploy_permission(request)
+        return super().change_view(request, object_id, form_url, context)
+
+    @admin.action(description="Evaluate now and apply the decision (promote the winner)", permissions=["deploy"])
+    def promote_winner(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> HttpResponse | None:
+        """Confirm first with a preview of each answer; then apply, and count what happened."""
+        experiments = list(queryset.filter(status=Experiment.Status.RUNNING).select_related("organization", "variant"))
+        if not experiments:
+            self.message_user(request, "None of the selected experiments is running.", messages.WARNING)
+            return None
+        if "apply" not in request.POST:
+            return self.confirmation(request, experiments)
+        done: dict[str, int] = {}
+        for experiment in experiments:
+            try:
+                answer = promote_ab_test_winner(organization=experiment.organization, actor=_actor(request))
+            except ApplicationError as error:
+                self.message_user(request, f"{experiment}: {error.message}", messages.ERROR)
+                continue
+            done[answer["action"]] = done.get(answer["action"], 0) + 1
+        if done:
+            summary = ", ".join(f"{count} {DONE[action]}" for action, count in sorted(done.items()))
+            self.message_user(request, f"{sum(done.values())} experiment(s) evaluated: {summary}", messages.SUCCESS)
+        return None
+
+    def confirmation(self, request: HttpRequest, experiments: list[Experiment]) -> TemplateResponse | None:
+        """The page previewing each experiment's answer and the audit rows applying it would write."""
+        previews = []
+        for experiment in experiments:
+            try:
+                answer, events = promotion_preview(organization=experiment.organization, actor=_actor(request))
+            except ApplicationError as error:
+                self.message_user(request, f"{experiment}: {error.message}", messages.ERROR)
+                continue
+            outcome = OUTCOMES[answer["action"]].format(variant=experiment.variant.model_version)
+            previews.append({"experiment": experiment, "answer": answer, "events": events, "outcome": outcome})
+        if not previews:
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Evaluate now and apply the decision: confirm",
+            "opts": self.opts,
+            "previews": previews,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, CONFIRM_TEMPLATE, context)
+
+
+# registry/admin.py registers a plain read-only page for experiments and imports this module at
+# its end; this page replaces it.
+if admin.site.is_registered(Experiment):
+    admin.site.unregister(Experiment)
+admin.site.register(Experiment, ExperimentAdmin)

@@ -25,6 +25,7 @@ from django.urls import URLPattern, path
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry import selectors
+from registry.experiments import experiment_start
 from registry.models import Experiment, ModelEvent, RegisteredModel
 from registry.services import (
     dry_run,
@@ -33,7 +34,6 @@ from registry.services import (
     model_rollback,
     model_set_baseline,
     model_set_traffic,
-    model_start_ab_test,
 )
 
 CONFIRM_TEMPLATE = "admin/registry/registeredmodel/confirm_traffic.html"
@@ -121,7 +121,7 @@ def _deploy_full(models: list[RegisteredModel], share: float | None, actor: Abst
 
 
 def _start_ab_test(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
-    model_start_ab_test(variant=models[0], variant_traffic=share or 10.0, actor=actor, reason=reason)
+    experiment_start(variant=models[0], variant_traffic=share or 10.0, actor=actor, reason=reason)
 
 
 def _set_traffic(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
@@ -458,3 +458,6 @@ class ExperimentAdmin(admin.ModelAdmin[Experiment]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+from registry import admin_experiments  # noqa: E402, F401 -- the experiment page, replacing the plain one above

@@ -90,6 +90,27 @@ def experiment_start(
     return experiment
 
 
+def experiment_start_on_deploy(
+    *, model: RegisteredModel, traffic_percentage: float, ab_test_group: str, actor: Actor = None, reason: str = ""
+) -> Experiment | None:
+    """Start ``model``'s A/B test if this deploy is one, and return the experiment; ``None`` if not.
+
+    :func:`~registry.services.model_deploy` asks first. A deploy starts an A/B test when it puts
+    a model that is not deployed yet into a variant group, below 100 %, beside a pool's single
+    deployed model, with no test running there. Any other deploy stays a plain traffic change
+    (a second variant beside a running test, say; the test's sample-ratio check notices if that
+    changes its split). The variant joins group A, as every A/B test's variant does.
+    """
+    variant_groups = (RegisteredModel.ABTestGroup.VARIANT_A, RegisteredModel.ABTestGroup.VARIANT_B)
+    if ab_test_group not in variant_groups or model.status == Deployed or traffic_percentage >= 100:
+        return None
+    others = RegisteredModel.objects.in_pool(model.organization_id).deployed().exclude(pk=model.pk)
+    running = Experiment.objects.filter(pool=pool_key(model.organization_id), status=Status.RUNNING)
+    if others.count() != 1 or running.exists():
+        return None
+    return experiment_start(variant=model, variant_traffic=traffic_percentage, actor=actor, reason=reason)
+
+
 # --- Looks and counts ---------------------------------------------------------------------------
 
 

@@ -375,9 +375,18 @@ def model_deploy(
 
     At 100 % the previously deployed models are archived; below, they keep their proportions of
     the remaining traffic. Failed, archived and still-training models are refused, and so is a
-    share below 100 % in a pool where nothing else is deployed.
+    share below 100 % in a pool where nothing else is deployed. A new model deployed as a variant
+    beside a single control starts an A/B test with its experiment (``experiment_start_on_deploy``).
     """
     _check_group(ab_test_group)
+    # Imported here: registry.experiments builds on this module.
+    from registry.experiments import experiment_start_on_deploy
+
+    test = experiment_start_on_deploy(
+        model=model, traffic_percentage=traffic_percentage, ab_test_group=ab_test_group, actor=actor, reason=reason
+    )
+    if test is not None:
+        return model
     deployed = _lock_target(model, _lock_pool(model.organization_id))
     _deployable(model)
     plan = traffic.plan_deploy({row.pk: row.traffic_percentage for row in deployed}, model.pk, traffic_percentage)

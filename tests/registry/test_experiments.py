@@ -108,6 +108,31 @@ def test_a_pool_with_nothing_deployed_cannot_start_a_test(variant: RegisteredMod
     assert not Experiment.objects.exists()
 
 
+def test_deploying_a_new_model_as_a_variant_starts_its_experiment(
+    organization: Organization, control: RegisteredModel, variant: RegisteredModel
+) -> None:
+    deployed = model_deploy(model=variant, traffic_percentage=20, ab_test_group="variant_a", reason="try v1.1")
+
+    experiment = Experiment.objects.get()
+    assert (experiment.control, experiment.variant, experiment.planned_variant_share) == (control, variant, 0.2)
+    assert (deployed.status, deployed.traffic_percentage, deployed.ab_test_group) == ("deployed", 20.0, "variant_a")
+    assert variant.events.get().reason == "try v1.1"
+
+
+def test_other_deploys_start_no_experiment(
+    organization: Organization, control: RegisteredModel, variant: RegisteredModel
+) -> None:
+    experiment_start(variant=variant)
+    second = RegisteredModelFactory.create(organization=organization, model_version="v1.2.0")
+    third = RegisteredModelFactory.create(organization=organization, model_version="v1.3.0")
+
+    model_deploy(model=second, traffic_percentage=10, ab_test_group="variant_b")  # beside a running test
+    model_deploy(model=third, traffic_percentage=10, ab_test_group="control")  # not a variant
+
+    assert Experiment.objects.count() == 1
+    assert pool_traffic(organization) == {"v1.0.0": 72.9, "v1.1.0": 8.1, "v1.2.0": 9.0, "v1.3.0": 10.0}
+
+
 # --- Looks and counts ---------------------------------------------------------------------------
 
 

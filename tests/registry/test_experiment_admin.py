@@ -1,0 +1,165 @@
+"""The experiment admin: the evidence page with its chart, and the action that applies the decision."""
+
+import datetime
+
+import pytest
+from django.contrib.admin import helpers
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from flywheel.models import Organization
+from registry.admin_experiments import chart
+from registry.experiments import experiment_evaluate, promote_ab_test_winner
+from registry.models import Experiment, RegisteredModel
+from registry.services import model_deploy
+from tests.registry.conftest import staff_client
+from tests.registry.experiment_data import in_first_week, send, start
+from tests.registry.factories import RegisteredModelFactory, pool_traffic
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "admin:registry_experiment_changelist"
+
+
+@pytest.fixture
+def control(organization: Organization) -> RegisteredModel:
+    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
+    return model_deploy(model=model, traffic_percentage=100)
+
+
+@pytest.fixture
+def variant(organization: Organization) -> RegisteredModel:
+    return RegisteredModelFactory.create(organization=organization, model_version="v1.1.0")
+
+
+@pytest.fixture
+def experiment(control: RegisteredModel, variant: RegisteredModel) -> Experiment:
+    """A test at look 4 that the variant has clearly won, evaluated at looks 2, 3 and 4."""
+    experiment = start(variant, look=4)
+    send(control, 40, at=in_first_week(experiment), replies=4)
+    send(variant, 40, at=in_first_week(experiment), replies=20, meetings=20, deals=20)
+    for weeks_ago in (2, 1, 0):
+        experiment_evaluate(experiment, now=timezone.now() - datetime.timedelta(weeks=weeks_ago))
+    return experiment
+
+
+@pytest.fixture
+def deployer(client: Client) -> Client:
+    return staff_client(client, "view_experiment", "deploy_model")
+
+
+@pytest.fixture
+def viewer(client: Client) -> Client:
+    return staff_client(client, "view_experiment")
+
+
+def change_page(client: Client, experiment: Experiment) -> str:
+    response = client.get(reverse("admin:registry_experiment_change", args=[experiment.pk]))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def run_action(client: Client, experiment: Experiment, *, apply: bool) -> str:
+    data = {"action": "promote_winner", helpers.ACTION_CHECKBOX_NAME: [str(experiment.pk)]}
+    if apply:
+        data["apply"] = "yes"
+    response = client.post(reverse(CHANGELIST), data, follow=True)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_the_page_shows_both_arms_the_statistic_against_its_boundary_and_the_decision(
+    deployer: Client, experiment: Experiment
+) -> None:
+    page = change_page(deployer, experiment)
+
+    assert "The test as it stands now" in page and "look 4 of 8" in page
+    assert page.count('<td class="number">40</td>') == 2  # messages of each arm
+    assert "10.00%" in page and "50.00%" in page  # the control's and the variant's reply rates
+    assert "± 2.519" in page  # the boundary at look 4 of 8: 1.781 * sqrt(2)
+    assert "the split matches the plan" in page
+    assert "Promote the variant" in page
+    assert "significantly higher" in page
+
+
+def test_the_chart_draws_the_boundary_and_the_statistic_at_each_look(deployer: Client, experiment: Experiment) -> None:
+    page = change_page(deployer, experiment)
+
+    assert page.count('<svg class="experiment-chart"') == 1
+    assert page.count('class="boundary"') == 2  # the promotion boundary and its mirror
+    assert 'class="statistic"' in page
+    assert page.count('class="point"') == 3
+    assert "look 2: z = " in page and "look 4: z = " in page
+
+
+def test_the_chart_geometry_follows_the_boundary() -> None:
+    drawn = chart({2: 1.0, 3: -0.5}, 8)
+
+    upper = [tuple(map(float, point.split(","))) for point in drawn.upper.split()]
+    assert len(upper) == 7  # looks 2 to 8: no decision at look 1
+    heights = [y for _, y in upper]
+    assert heights == sorted(heights)  # the boundary falls, and SVG's y grows downwards
+    assert [marker["look"] for marker in drawn.markers] == [2, 3]
+    assert drawn.markers[0]["y"] < drawn.markers[1]["y"]  # z = 1 is drawn above z = -0.5
+
+
+def test_a_finished_test_is_shown_at_its_decision(
+    deployer: Client, organization: Organization, experiment: Experiment
+) -> None:
+    promote_ab_test_winner(organization=organization)
+
+    page = change_page(deployer, experiment)
+
+    assert "The test at its decision" in page and "Promote the variant" in page
+
+
+def test_the_action_confirms_first_then_promotes(
+    deployer: Client, organization: Organization, experiment: Experiment
+) -> None:
+    confirmation = run_action(deployer, experiment, apply=False)
+
+    assert "Yes, evaluate and apply" in confirmation
+    assert "would be promoted to 100 %" in confirmation
+    assert pool_traffic(organization) == {"v1.0.0": 50.0, "v1.1.0": 50.0}
+
+    done = run_action(deployer, experiment, apply=True)
+
+    assert "1 experiment(s) evaluated: 1 promoted" in done
+    assert pool_traffic(organization) == {"v1.1.0": 100.0}
+    experiment.refresh_from_db()
+    assert experiment.status == "decided"
+
+
+def test_staff_without_the_deploy_permission_cannot_promote(
+    viewer: Client, organization: Organization, experiment: Experiment
+) -> None:
+    assert "promote_winner" not in viewer.get(reverse(CHANGELIST)).content.decode()
+
+    run_action(viewer, experiment, apply=True)
+
+    assert pool_traffic(organization) == {"v1.0.0": 50.0, "v1.1.0": 50.0}
+    experiment.refresh_from_db()
+    assert experiment.status == "running"
+
+
+def test_the_registry_admin_starts_an_ab_test_with_its_experiment(
+    client: Client, organization: Organization, control: RegisteredModel, variant: RegisteredModel
+) -> None:
+    ops = staff_client(client, "view_registeredmodel", "change_registeredmodel", "deploy_model")
+    data = {
+        "action": "start_ab_test",
+        helpers.ACTION_CHECKBOX_NAME: [str(variant.pk)],
+        "confirm_step": "1",
+        "apply": "yes",
+        "traffic_percentage": "10",
+        "previewed": "10",
+        "reason": "try v1.1",
+    }
+
+    response = ops.post(reverse("admin:registry_registeredmodel_changelist"), data, follow=True)
+
+    assert response.status_code == 200
+    experiment = Experiment.objects.get()
+    assert (experiment.control, experiment.variant, experiment.planned_variant_share) == (control, variant, 0.1)
+    assert pool_traffic(organization) == {"v1.0.0": 90.0, "v1.1.0": 10.0}

@@ -348,13 +348,14 @@ def experiments_auto_promote(*, now: datetime.datetime | None = None) -> list[di
     return answers
 
 
-def ensure_auto_promote_schedule() -> None:
+def ensure_auto_promote_schedule() -> bool:
     """Create (or repair) the daily django-q2 schedule of :func:`registry.tasks.auto_promote_experiments`.
 
-    Idempotent, keyed by the schedule's name. The schedule always exists; the task itself does
-    nothing unless ``AB_TEST_AUTO_PROMOTE`` is on.
+    Idempotent, keyed by the schedule's name; returns whether it was created. The schedule always
+    exists; the task itself does nothing unless ``AB_TEST_AUTO_PROMOTE`` is on.
     """
-    Schedule.objects.update_or_create(
+    _, created = Schedule.objects.update_or_create(
         name=AUTO_PROMOTE_SCHEDULE,
         defaults={"func": "registry.tasks.auto_promote_experiments", "schedule_type": Schedule.DAILY, "repeats": -1},
     )
+    return created

@@ -409,12 +409,23 @@ def test_automatic_promotion_applies_what_the_test_decided_and_leaves_undecided_
     assert [row["look"] for row in undecided.looks] == [4]
 
 
-def test_the_daily_schedule_is_created_once(settings: Any) -> None:
-    ensure_auto_promote_schedule()
-    ensure_auto_promote_schedule()
+def test_the_daily_schedule_is_created_once() -> None:
+    assert ensure_auto_promote_schedule() is True
+    assert ensure_auto_promote_schedule() is False
 
     schedule = Schedule.objects.get(name=AUTO_PROMOTE_SCHEDULE)
     assert (schedule.func, schedule.schedule_type) == ("registry.tasks.auto_promote_experiments", Schedule.DAILY)
+
+
+def test_setup_schedules_includes_the_daily_auto_promotion() -> None:
+    out = StringIO()
+
+    call_command("setup_schedules", stdout=out)
+    call_command("setup_schedules", stdout=out)
+
+    assert "Daily A/B test auto-promotion scheduled (AB_TEST_AUTO_PROMOTE is off)" in out.getvalue()
+    assert "auto-promotion already scheduled" in out.getvalue()
+    assert Schedule.objects.filter(func="registry.tasks.auto_promote_experiments").count() == 1
 
 
 # --- The command --------------------------------------------------------------------------------

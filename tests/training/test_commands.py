@@ -162,7 +162,7 @@ def test_setup_schedules_creates_the_weekly_and_resume_schedules_once(organizati
     assert (resume.func, resume.schedule_type, resume.minutes) == ("training.tasks.resume_stuck_runs", "I", 10)
 
     assert "0 schedule(s) created, 2 updated, 0 removed" in run_command("setup_schedules")
-    assert Schedule.objects.count() == 2
+    assert Schedule.objects.count() == 3  # and the registry's daily A/B auto-promotion
     assert Schedule.objects.get(name=weekly_schedule_name(None)).next_run == weekly.next_run
 
 

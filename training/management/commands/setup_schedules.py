@@ -3,7 +3,9 @@
 - the seed's weekly training, ``0 2 * * 1`` (Mondays 02:00 UTC): for the global pool when
   ``TRAINING_SCHEDULE_GLOBAL`` is on, and for each organization (id or slug) in
   ``TRAINING_SCHEDULE_ORGANIZATIONS``; weekly schedules no longer configured are removed;
-- every ten minutes, ``resume_stuck_runs``: re-delivers runs whose task was lost in a crash.
+- every ten minutes, ``resume_stuck_runs``: re-delivers runs whose task was lost in a crash;
+- daily, the A/B tests' automatic promotion (``registry.tasks.auto_promote_experiments``), which
+  applies decisions only when ``AB_TEST_AUTO_PROMOTE`` is on.
 """
 
 from typing import Any
@@ -13,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
+from registry.experiments import ensure_auto_promote_schedule
 from registry.selectors import organization_get
 from training.services import training_schedules_ensure
 
@@ -30,6 +33,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{counts['created']} schedule(s) created, {counts['updated']} updated, {counts['removed']} removed."
         )
+        verb = "scheduled" if ensure_auto_promote_schedule() else "already scheduled"
+        switch = "on" if settings.AB_TEST_AUTO_PROMOTE else "off"
+        self.stdout.write(f"Daily A/B test auto-promotion {verb} (AB_TEST_AUTO_PROMOTE is {switch}).")
 
     def _organizations(self, references: list[str]) -> list[Organization]:
         found, missing = [], []

@@ -35,6 +35,7 @@ uses a scratch SQLite file in the temporary directory, never the development dat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -62,8 +63,10 @@ def setup_django() -> None:
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{SCRATCH_SQLITE}")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flywheel.settings")
     import django
+    from django.conf import settings
 
     django.setup()
+    settings.DEBUG = False  # as in production: no query log growing with every statement
 
 
 def is_postgres() -> bool:
@@ -238,7 +241,7 @@ def export_sql(org_id: str, plain: bool = False) -> tuple[str, list[Any]]:
     """The export's own SFT query (or, with ``plain``, the same columns without the duplicate collapse)."""
     from outcomes.models import OutcomeLabel
     from outcomes.selectors import positive_q
-    from training.datasets import SFT_COLUMNS, sft_query
+    from training.datasets import SEGMENT_COLUMNS, sft_query
 
     if not plain:
         return sft_query(selection(org_id)).stream(None)
@@ -246,29 +249,36 @@ def export_sql(org_id: str, plain: bool = False) -> tuple[str, list[Any]]:
         OutcomeLabel.objects.filter(organization_id=org_id, excluded_from_training=False)
         .filter(positive_q(0.6))
         .order_by("-quality_score", "-sent_at", "-id")
-        .values_list(*SFT_COLUMNS.replace("kind, deal, outcome, ", "").split(", "))
+        .values_list("prompt", *SEGMENT_COLUMNS, "subject", "body", "ideal_body", "first_name", "last_name", "company")
     )
     sql, params = queryset.query.sql_with_params()
     return sql, list(params)
 
 
-def copy_to_file(statement: str, params: list[Any], path: Path) -> None:
+def copy_to_file(statement: str, params: list[Any], path: Path, serial: bool) -> None:
+    """COPY to a file through the psycopg cursor itself (no Django), optionally without parallel workers.
+
+    A server-side cursor, which the export needs to stream, never runs in parallel; on a busy
+    machine the parallel plan a COPY gets can be slower or faster, so the floor is taken both ways.
+    """
     from django.db import connection
 
     with connection.cursor() as cursor, path.open("wb") as out:
-        raw = cursor.cursor  # the psycopg cursor itself: COPY bypasses Django entirely
+        raw = cursor.cursor
+        if serial:
+            raw.execute("SET max_parallel_workers_per_gather = 0")
         with raw.copy(statement, params) as copy:
             for block in copy:
                 out.write(block)
 
 
-def copy_binary(org_id: str, path: Path, plain: bool = False) -> int:
+def copy_binary(org_id: str, path: Path, plain: bool = False, serial: bool = False) -> int:
     sql, params = export_sql(org_id, plain)
-    copy_to_file(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params, path)
+    copy_to_file(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params, path, serial)
     return count_rows(sql, params)
 
 
-def copy_json(org_id: str, path: Path) -> int:
+def copy_json(org_id: str, path: Path, serial: bool = False) -> int:
     from django.conf import settings
 
     sql, params = export_sql(org_id)
@@ -277,14 +287,14 @@ def copy_json(org_id: str, path: Path) -> int:
         " || ', Role=' || q.role || ', Company size=' || q.company_size || ', Framework=' || q.framework"
         " || ', Tone=' || q.tone || ', Channel=' || q.channel END"
     )
-    assistant = "'Subject: ' || q.subject || E'\\n\\n' || COALESCE(NULLIF(q.ideal_body, ''), q.body)"
+    assistant = "'Subject: ' || q.subject || E'\\n\\n' || q.target"
     select = (
         "SELECT json_build_object('messages', json_build_array("
         "json_build_object('role', 'system', 'content', %s::text), "
         f"json_build_object('role', 'user', 'content', {user}), "
         f"json_build_object('role', 'assistant', 'content', {assistant}))) FROM ({sql}) q"
     )
-    copy_to_file(f"COPY ({select}) TO STDOUT", [settings.TRAINING_SYSTEM_PROMPT, *params], path)
+    copy_to_file(f"COPY ({select}) TO STDOUT", [settings.TRAINING_SYSTEM_PROMPT, *params], path, serial)
     return count_rows(sql, params)
 
 
@@ -303,7 +313,7 @@ def raw_json(org_id: str, path: Path) -> int:
             for row in rows:
                 segment = ", ".join(f"{key}={value}" for key, value in zip(LABELS, row[1:7], strict=True))
                 user = row[0] or f"Write a message for: {segment}"
-                text = f"Subject: {row[7]}\n\n{row[9] or row[8]}"
+                text = f"Subject: {row[7]}\n\n{row[8]}"
                 messages = [system, {"role": "user", "content": user}, {"role": "assistant", "content": text}]
                 out.write(orjson.dumps({"messages": messages}, option=orjson.OPT_APPEND_NEWLINE))
                 count += 1
@@ -354,12 +364,27 @@ VARIANTS: dict[str, Callable[[str, Path], int]] = {
     "export_dpo": export_variant("dpo"),
     "export_full": export_full,
     "copy_binary": copy_binary,
+    "copy_binary_serial": lambda org_id, path: copy_binary(org_id, path, serial=True),
     "copy_binary_plain": lambda org_id, path: copy_binary(org_id, path, plain=True),
     "copy_json": copy_json,
+    "copy_json_serial": lambda org_id, path: copy_json(org_id, path, serial=True),
     "raw_json": raw_json,
     "scrub": scrub_cost,
 }
-POSTGRES_ONLY = {"copy_binary", "copy_binary_plain", "copy_json"}
+POSTGRES_ONLY = {name for name in VARIANTS if name.startswith("copy_")}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set since it started its program.
+
+    ``ru_maxrss`` would carry the parent's peak over (Linux keeps it across fork and exec), so
+    the kernel's per-program high-water mark is read instead where there is one.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(variant: str, org_id: str, trace: bool) -> None:
@@ -378,13 +403,12 @@ def child(variant: str, org_id: str, trace: bool) -> None:
     extra = json.loads(path.read_text()) if variant == "scrub" else {}
     size = path.stat().st_size
     path.unlink()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
             {
                 "rows": rows,
                 "seconds": seconds,
-                "rss_mb": peak_kb / 1024,
+                "rss_mb": peak_rss_mb(),
                 "heap_mb": heap / 2**20,
                 "bytes": size,
                 **extra,
@@ -413,8 +437,14 @@ def measure(variant: str, org_id: str, repeat: int) -> dict[str, Any]:
     return best
 
 
+def fastest(results: dict[str, dict[str, Any]], *names: str) -> dict[str, Any] | None:
+    """The fastest of the named runs that took place (the stricter baseline)."""
+    runs = [results[name] for name in names if name in results]
+    return min(runs, key=lambda run: run["seconds"]) if runs else None
+
+
 def report(results: dict[str, dict[str, Any]]) -> None:
-    floor = results.get("copy_binary") or results.get("raw_json")
+    floor = fastest(results, "copy_binary", "copy_binary_serial") or results.get("raw_json")
     print(
         f"{'variant':<18} {'rows':>9} {'seconds':>8} {'rows/s':>10} {'x floor':>8} {'peak RSS MB':>12} {'heap MB':>8}"
     )
@@ -439,14 +469,22 @@ def report(results: dict[str, dict[str, Any]]) -> None:
 
 def verdicts(results: dict[str, dict[str, Any]]) -> None:
     export = results["export"]["seconds"]
-    if "copy_binary" in results:
-        ratio = export / results["copy_binary"]["seconds"]
+    floor, as_json = (
+        fastest(results, "copy_binary", "copy_binary_serial"),
+        fastest(results, "copy_json", "copy_json_serial"),
+    )
+    if floor and as_json:
+        ratio = export / floor["seconds"]
         print(
-            f"export / binary COPY floor: {ratio:.2f}x "
+            f"export / binary COPY floor (the faster plan): {ratio:.2f}x "
             f"(target <= {TARGET_FLOOR_RATIO}x): {_ok(ratio <= TARGET_FLOOR_RATIO)}"
         )
-        json_ratio = export / results["copy_json"]["seconds"]
-        print(f"export / json_build_object COPY: {json_ratio:.2f}x (target < 1): {_ok(json_ratio < 1)}")
+        json_ratio = export / as_json["seconds"]
+        print(
+            f"export / json_build_object COPY (the faster plan): {json_ratio:.2f}x (target < 1): {_ok(json_ratio < 1)}"
+        )
+        plain = results["copy_binary_plain"]["seconds"]
+        print(f"export / binary COPY without the duplicate collapse: {export / plain:.2f}x (for scale)")
     if "raw_json" in results:
         print(f"export / raw cursor + orjson: {export / results['raw_json']['seconds']:.2f}x")
 

@@ -92,6 +92,8 @@ LEVEL_ATTRIBUTES: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3, 4, 5), (0, 1), (0,
 # A superset of scrub()'s phone pattern: seven digits, at most three other characters apart.
 _PHONE_LIKE = re.compile(r"\d(?:\D{0,3}\d){6}")
 _DIGIT_MASK = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_NOT_DIGITS = bytes(byte for byte in range(256) if not 0x30 <= byte <= 0x39)
+MIN_PHONE_DIGITS = 7
 _PHONE_MASK_LIKE = re.compile(rb"0(?: {0,3}0){6}")
 # Characters that would split a value in the "Key=Value, Key=Value" user message.
 _SEPARATORS = str.maketrans({",": "/", ";": "/", "=": ":", "\n": " ", "\r": " "})
@@ -189,8 +191,10 @@ def may_hold_personal_data(text: str, first_name: str, last_name: str, company: 
     if "@" in lowered or "/" in lowered or "ww." in lowered:
         return True
     for value in (first_name, last_name, company):
-        if value and has_word(lowered, first_word(value)):
-            return True
+        if value:
+            word = first_word(value)
+            if word in lowered and has_word(lowered, word):  # the cheap test first: most rows stop here
+                return True
     return may_hold_phone(text)
 
 
@@ -220,14 +224,18 @@ def first_word(value: str) -> str:
 def may_hold_phone(text: str) -> bool:
     """Whether ``text`` has seven digits each at most three characters from the next.
 
-    ASCII text is mapped in C to a mask of "0" (digit) and " " (anything else) and searched for
-    ``0( {0,3}0){6}``: a pattern with a literal first byte, which the regex engine finds with a
+    For ASCII text the digits are counted in C first (most texts have fewer than seven); then the
+    text is mapped to a mask of "0" (digit) and " " (anything else) and searched for
+    ``0( {0,3}0){6}``, a pattern with a literal first byte that the regex engine finds with a
     fast scan, several times cheaper than testing every character for a digit. Other scripts
     have digits of their own, which scrub's pattern matches, so their text takes the slow path.
     """
-    if text.isascii():
-        return _PHONE_MASK_LIKE.search(text.encode("ascii").translate(_DIGIT_MASK)) is not None
-    return _PHONE_LIKE.search(text) is not None
+    if not text.isascii():
+        return _PHONE_LIKE.search(text) is not None
+    data = text.encode("ascii")
+    if len(data.translate(None, _NOT_DIGITS)) < MIN_PHONE_DIGITS:
+        return False
+    return _PHONE_MASK_LIKE.search(data.translate(_DIGIT_MASK)) is not None
 
 
 # --- Messages ------------------------------------------------------------------------------------
@@ -332,8 +340,19 @@ def pool_sql(selection: Selection, kinds: Sequence[int], columns: Sequence[str])
     return f"SELECT * FROM ({sql}) ranked WHERE text_rank = 1 AND kind IN ({wanted})", list(params)  # noqa: S608
 
 
-SFT_COLUMNS = ", ".join(("prompt", *SEGMENT_COLUMNS, *TEXT_COLUMNS, "kind", "deal", "outcome", "quality_score"))
-METADATA_COLUMNS = "id, deal_value"
+# The row read by OutcomeDataFormatter.sft_line: 0 prompt, 1-6 segment, 7 subject, 8 training
+# text, 9-11 names, 12 kind, 13 deal, 14 outcome, [15-17 metadata], then held_out. Every column
+# costs parsing on every row, so the text is chosen in SQL and the metadata only read when asked.
+SFT_COLUMNS = ", ".join(
+    (
+        "prompt",
+        *SEGMENT_COLUMNS,
+        "subject",
+        "COALESCE(NULLIF(ideal_body, ''), body) AS target",
+        "first_name, last_name, company, kind, deal, outcome",
+    )
+)
+METADATA_COLUMNS = "quality_score, id, deal_value"
 
 
 def sft_query(selection: Selection, *, include_metadata: bool = False) -> ExampleQuery:
@@ -657,11 +676,10 @@ class OutcomeDataFormatter:
         return (self.sft_line(row, include_metadata) for row in rows)
 
     def sft_line(self, row: Sequence[Any], include_metadata: bool) -> Line:
-        """One SFT example from a row of :data:`SFT_COLUMNS` (+ metadata columns) + held_out."""
-        subject, body, ideal_body, first_name, last_name, company = row[7:13]
-        kind, deal, outcome, quality = row[13:17]
-        subject, text, prompt = scrubbed(first_name, last_name, company, subject, ideal_body or body, row[0])
-        request = prompt or segment_request(tuple(row[1:7]))
+        """One SFT example from a row of :data:`SFT_COLUMNS` (+ :data:`METADATA_COLUMNS`) + held_out."""
+        subject, text, first_name, last_name, company, kind, deal, outcome = row[7:15]
+        subject, text, prompt = scrubbed(first_name, last_name, company, subject, text, row[0])
+        request = prompt or segment_request(row[1:7])
         if outcome:
             request = f"{request}\n\nTarget outcome: {outcome}"
         example: dict[str, Any] = {
@@ -672,8 +690,9 @@ class OutcomeDataFormatter:
             ]
         }
         if include_metadata:
-            deal_value = float(row[18]) if row[18] is not None else None
-            example["metadata"] = {"outcome_id": uuid_text(row[17]), "quality_score": quality, "deal_value": deal_value}
+            quality, outcome_id, deal_value = row[15:18]
+            value = float(deal_value) if deal_value is not None else None
+            example["metadata"] = {"outcome_id": uuid_text(outcome_id), "quality_score": quality, "deal_value": value}
         return example, row[-1] == 1, kind == POSITIVE, deal == 1
 
     def dpo_line(self, row: Sequence[Any]) -> Line:

@@ -117,7 +117,10 @@ def _clean_label(organization: Organization, data: dict[str, Any], index: int) -
     label = OutcomeLabel(organization=organization, external_id=external_id, **values)
     label.model = _resolve_model(organization, data.get("model"))
     try:
-        label.full_clean(exclude=["organization", "model"], validate_unique=False, validate_constraints=False)
+        # Only the fields an item carries are checked here: an update may send just a few, and
+        # a new label's required fields are checked when it is known to be new.
+        absent = [f.name for f in OutcomeLabel._meta.fields if f.name not in data]
+        label.full_clean(exclude=["organization", "model", *absent], validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
         raise ItemInvalid(validation_details(exc)) from exc
     names = {"first_name": label.first_name, "last_name": label.last_name, "company": label.company}
@@ -229,6 +232,9 @@ def _write_labels_once(
             label = existing[external_id]
             if newly_attributed:
                 attributed.append(label)
+        elif not label.body:
+            result.errors = {"body": ["This field is required for a new outcome."]}
+            continue
         else:
             new.append(label)
             attributed.append(label)

@@ -262,3 +262,16 @@ def test_recompute_quality_scores_rewrites_stored_scores_after_the_weights_chang
     settings.QUALITY_WEIGHTS = {**settings.QUALITY_WEIGHTS, "opened": 0.25}
     call_command("recompute_quality_scores", "--chunk-size", "3")
     assert {label.quality_score for label in OutcomeLabel.objects.filter(pk__in=[x.pk for x in labels])} == {0.25}
+
+
+def test_an_update_may_carry_only_the_fields_it_changes() -> None:
+    org = OrganizationFactory.create()
+    outcome_upsert(organization=org, data=item("m-1", industry="SaaS"))
+    label = outcome_upsert(organization=org, data={"external_id": "m-1", "excluded_from_training": True})
+    assert label.excluded_from_training and label.industry == "SaaS" and label.body
+
+
+def test_a_new_outcome_needs_a_body() -> None:
+    result = outcome_upsert_bulk(organization=OrganizationFactory.create(), items=[{"external_id": "m-1"}])
+    assert result.results[0].errors == {"body": ["This field is required for a new outcome."]}
+    assert not OutcomeLabel.objects.exists()

@@ -26,7 +26,7 @@ from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry import selectors
 from registry.experiments import experiment_start
-from registry.models import Experiment, ModelEvent, RegisteredModel
+from registry.models import ModelEvent, RegisteredModel
 from registry.services import (
     dry_run,
     model_archive,
@@ -428,36 +428,4 @@ class ModelEventAdmin(admin.ModelAdmin[ModelEvent]):
         return False
 
 
-@admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin[Experiment]):
-    """A/B experiments: a plain list and a read-only page; they change through their services."""
-
-    list_display = ["__str__", "organization", "status", "planned_variant_share", "started_at", "ended_at", "winner"]
-    list_filter = ["status", "organization"]
-    list_select_related = ["organization", "control", "variant", "winner"]
-    search_fields = ["control__model_version", "variant__model_version", "pool"]
-    show_full_result_count = False
-    readonly_fields = [
-        "organization",
-        "pool",
-        "control",
-        "variant",
-        "planned_variant_share",
-        "planned_looks",
-        "look_interval_days",
-        "status",
-        "started_at",
-        "ended_at",
-        "winner",
-        "decision",
-        "looks",
-    ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-from registry import admin_experiments  # noqa: E402, F401 -- the experiment page, replacing the plain one above
+from registry import admin_experiments  # noqa: E402, F401 -- registers the experiment page

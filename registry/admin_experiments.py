@@ -256,8 +256,4 @@ class ExperimentAdmin(admin.ModelAdmin[Experiment]):
         return TemplateResponse(request, CONFIRM_TEMPLATE, context)
 
 
-# registry/admin.py registers a plain read-only page for experiments and imports this module at
-# its end; this page replaces it.
-if admin.site.is_registered(Experiment):
-    admin.site.unregister(Experiment)
 admin.site.register(Experiment, ExperimentAdmin)

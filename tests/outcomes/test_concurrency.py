@@ -1,12 +1,12 @@
 """Concurrent writers on PostgreSQL: no counted stage is lost or counted twice."""
 
-import threading
 from collections.abc import Callable
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from outcomes.services import outcome_event_record_bulk, outcome_upsert_bulk
+from tests.concurrency import errors_of, run_at_once
 from tests.factories import OrganizationFactory
 from tests.registry.factories import RegisteredModelFactory
 
@@ -17,23 +17,7 @@ pytestmark = [
 
 
 def in_threads(work: list[Callable[[], object]]) -> None:
-    errors: list[BaseException] = []
-    start = threading.Barrier(len(work))
-
-    def run(task: Callable[[], object]) -> None:
-        try:
-            start.wait()
-            task()
-        except BaseException as exc:  # reported to the test below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(task,)) for task in work]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = errors_of(run_at_once(work))
     assert not errors, errors
 
 

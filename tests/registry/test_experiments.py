@@ -2,14 +2,12 @@
 
 import datetime
 import functools
-import threading
-from collections.abc import Callable
 from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -30,6 +28,7 @@ from registry.models import Experiment, ModelEvent, RegisteredModel
 from registry.services import model_archive, model_deploy
 from registry.stats import ArmCounts
 from registry.tasks import auto_promote_experiments
+from tests.concurrency import run_at_once
 from tests.registry.experiment_data import in_first_week, send, start
 from tests.registry.factories import (
     OrganizationFactory,
@@ -479,28 +478,6 @@ postgresql_only = pytest.mark.skipif(
 )
 
 
-def in_threads(work: list[Callable[[], object]]) -> list[object]:
-    """Run ``work`` at once, each in its own connection; return each result or exception."""
-    results: list[object] = []
-    barrier = threading.Barrier(len(work))
-
-    def run(task: Callable[[], object]) -> None:
-        try:
-            barrier.wait()
-            results.append(task())
-        except Exception as exc:  # the test asserts on it
-            results.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(task,)) for task in work]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_two_promotions_at_once_apply_the_decision_once() -> None:
@@ -513,7 +490,7 @@ def test_two_promotions_at_once_apply_the_decision_once() -> None:
     send(control, 40, at=in_first_week(experiment))
     send(variant, 40, at=in_first_week(experiment), replies=20, meetings=20, deals=20)
 
-    results = in_threads([lambda: promote_ab_test_winner(organization=organization) for _ in range(3)])
+    results = run_at_once([lambda: promote_ab_test_winner(organization=organization) for _ in range(3)])
 
     answers = [result for result in results if isinstance(result, dict)]
     assert [answer["action"] for answer in answers] == ["promoted"]
@@ -532,7 +509,7 @@ def test_two_tests_started_at_once_in_one_pool_leave_one_running() -> None:
         RegisteredModelFactory.create(organization=organization, model_version=f"v1.{n}.0") for n in range(1, 4)
     ]
 
-    results = in_threads([functools.partial(experiment_start, variant=variant) for variant in variants])
+    results = run_at_once([functools.partial(experiment_start, variant=variant) for variant in variants])
 
     assert sum(isinstance(result, Experiment) for result in results) == 1
     assert all(isinstance(result, Conflict) for result in results if not isinstance(result, Experiment))

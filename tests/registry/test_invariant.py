@@ -5,7 +5,6 @@ on PostgreSQL (threads with their own connections, so the row locks are really c
 """
 
 import random
-import threading
 from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
@@ -25,6 +24,7 @@ from registry.services import (
     model_set_traffic,
     model_start_ab_test,
 )
+from tests.concurrency import errors_of, run_at_once
 from tests.registry.factories import OrganizationFactory, RegisteredModelFactory, assert_pool_invariant
 
 Status = RegisteredModel.Status
@@ -81,35 +81,15 @@ def test_the_invariant_holds_after_every_step_of_a_random_sequence(seed: int) ->
     assert ModelEvent.objects.filter(action="rolled_back").exists()
 
 
-def run_in_threads(calls: list[Callable[[], object]]) -> list[BaseException]:
-    """Run ``calls`` at once, one thread (and database connection) each; return what they raised."""
-    barrier = threading.Barrier(len(calls))
-    errors: list[BaseException] = []
-
-    def run(call: Callable[[], object]) -> None:
-        try:
-            barrier.wait()
-            call()
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return errors
-
-
 @postgres_only
 def test_concurrent_deploys_beside_a_control_keep_the_sum_at_100() -> None:
     organization = OrganizationFactory.create()
     model_deploy(model=RegisteredModelFactory.create(organization=organization), traffic_percentage=100)
     variants = RegisteredModelFactory.create_batch(8, organization=organization)
 
-    errors = run_in_threads([partial(model_deploy, model=m, traffic_percentage=5 + n) for n, m in enumerate(variants)])
+    errors = errors_of(
+        run_at_once([partial(model_deploy, model=m, traffic_percentage=5 + n) for n, m in enumerate(variants)])
+    )
 
     assert errors == []
     assert RegisteredModel.objects.deployed().count() == 9
@@ -124,7 +104,7 @@ def test_concurrent_first_deploys_into_an_empty_pool_leave_exactly_one_deployed(
     organization = organization_factory()
     candidates = RegisteredModelFactory.create_batch(8, organization=organization)
 
-    errors = run_in_threads([partial(model_deploy, model=m, traffic_percentage=100) for m in candidates])
+    errors = errors_of(run_at_once([partial(model_deploy, model=m, traffic_percentage=100) for m in candidates]))
 
     assert errors == []
     organization_id = organization.pk if organization else None
@@ -148,7 +128,7 @@ def test_concurrent_mixed_services_keep_the_invariant() -> None:
         lambda: model_rollback(organization=organization),
     ]
 
-    errors = run_in_threads(calls)
+    errors = errors_of(run_at_once(calls))
 
     assert all(isinstance(error, ApplicationError) for error in errors)
     assert_pool_invariant(organization)

@@ -211,7 +211,7 @@ def has_word(lowered: str, word: str) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=1024)
 def first_word(value: str) -> str:
     """The lower-cased first word of a name, up to the first space or comma ("" if it starts with one).
 

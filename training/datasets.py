@@ -51,6 +51,7 @@ The rules every export follows:
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import math
@@ -161,7 +162,7 @@ class Selection:
     include_negative_examples: bool = True
     outcome_conditioned: bool = False
     limit: int | None = None
-    matured_at: Any = field(default_factory=matured_before)
+    matured_at: datetime.datetime = field(default_factory=matured_before)
 
 
 # --- Personal data -------------------------------------------------------------------------------
@@ -428,8 +429,9 @@ DPO_COLUMNS = (
 #
 # - keys: per label, how many positives its segment has at each level (n0..n3) and its rank
 #   among the labels of its kind in each level's segment, best first;
-# - leveled: a negative takes the finest level whose segment has positives, and their count pn;
-# - picked: within its (level, segment) group, the k-th newest negative takes slot
+# - leveled / keyed: a negative takes the finest level whose segment has positives, their count
+#   pn, and that level's segment key (k1..k4, NULL beyond the level);
+# - slots: within its (level, segment) group, the k-th newest negative takes slot
 #   (k - 1) mod pn + 1 ("%%" is a literal "%" once the parameters are bound);
 # - slots / matched: negatives and positive copies sorted by (level, segment, slot), positive
 #   first, so FIRST_VALUE hands every negative the positive of its slot;

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from flywheel.auth import OrganizationScopeSerializer, organization_required, organization_scope
 from flywheel.errors import ApplicationError, FiniteFloatField, error_responses
+from flywheel.models import Organization
 from outcomes.selectors import training_data_stats
 from outcomes.serializers import (
     MAX_ITEMS,
@@ -142,41 +143,53 @@ OUTCOME_EXAMPLE = {
 }
 
 
-class OutcomeUpsertApi(APIView):
-    """``POST /api/outcomes``: create or update sent messages by ``external_id``."""
+class BatchApi(APIView):
+    """A bulk write: one object or a list of items, checked one by one, handed to one service."""
 
     class FilterSerializer(OrganizationScopeSerializer):
         pass
 
+    item_serializer: type[StrictSerializer]
+
+    def write(self, organization: Organization, items: Sequence[Any]) -> BulkResult:
+        raise NotImplementedError
+
+    def post(self, request: Request) -> Response:
+        scope = self.FilterSerializer(data=request.query_params)
+        scope.is_valid(raise_exception=True)
+        organization = organization_required(request, scope.validated_data.get("organization_id"))
+        outcome, single = run_batch(request.data, self.item_serializer, lambda items: self.write(organization, items))
+        return batch_response(outcome, single)
+
+
+class OutcomeUpsertApi(BatchApi):
+    """``POST /api/outcomes``: create or update sent messages by ``external_id``."""
+
+    item_serializer = OutcomeItemSerializer
+
     @extend_schema(
         operation_id="outcomes_upsert",
-        parameters=[FilterSerializer],
+        parameters=[BatchApi.FilterSerializer],
         request=batch_body("OutcomeBatch", OutcomeItemSerializer),
         responses={200: BulkResultSerializer, **error_responses(404, 413, 415)},
         examples=[OpenApiExample("One message", value=OUTCOME_EXAMPLE, request_only=True)],
         summary="Report sent messages (one or up to 1,000)",
     )
     def post(self, request: Request) -> Response:
-        scope = self.FilterSerializer(data=request.query_params)
-        scope.is_valid(raise_exception=True)
-        organization = organization_required(request, scope.validated_data.get("organization_id"))
-        outcome, single = run_batch(
-            request.data,
-            OutcomeItemSerializer,
-            lambda items: outcome_upsert_bulk(organization=organization, items=items),
-        )
-        return batch_response(outcome, single)
+        return super().post(request)
+
+    def write(self, organization: Organization, items: Sequence[Any]) -> BulkResult:
+        return outcome_upsert_bulk(organization=organization, items=items)
 
 
-class OutcomeEventsApi(APIView):
+class OutcomeEventsApi(BatchApi):
     """``POST /api/outcomes/events``: funnel events; a retried batch changes nothing."""
 
-    class FilterSerializer(OrganizationScopeSerializer):
-        pass
+    item_serializer = EventItemSerializer
 
     @extend_schema(
         operation_id="outcomes_events_record",
-        parameters=[FilterSerializer],
+        parameters=[BatchApi.FilterSerializer],
         request=batch_body("EventBatch", EventItemSerializer),
         responses={200: BulkResultSerializer, **error_responses(404, 413, 415)},
         examples=[
@@ -197,15 +210,10 @@ class OutcomeEventsApi(APIView):
         summary="Record funnel events (one or up to 1,000)",
     )
     def post(self, request: Request) -> Response:
-        scope = self.FilterSerializer(data=request.query_params)
-        scope.is_valid(raise_exception=True)
-        organization = organization_required(request, scope.validated_data.get("organization_id"))
-        outcome, single = run_batch(
-            request.data,
-            EventItemSerializer,
-            lambda events: outcome_event_record_bulk(organization=organization, events=events),
-        )
-        return batch_response(outcome, single)
+        return super().post(request)
+
+    def write(self, organization: Organization, items: Sequence[Any]) -> BulkResult:
+        return outcome_event_record_bulk(organization=organization, events=items)
 
 
 class TrainingStatsApi(APIView):

@@ -275,3 +275,14 @@ def test_a_new_outcome_needs_a_body() -> None:
     result = outcome_upsert_bulk(organization=OrganizationFactory.create(), items=[{"external_id": "m-1"}])
     assert result.results[0].errors == {"body": ["This field is required for a new outcome."]}
     assert not OutcomeLabel.objects.exists()
+
+
+def test_a_bulk_upsert_looks_each_model_up_once(django_assert_max_num_queries: Any) -> None:
+    org = OrganizationFactory.create()
+    model = RegisteredModelFactory.create(organization=org)
+    items = [item(f"m-{n}", model=str(model.pk)) for n in range(300)]
+    # One model lookup and a few writes; SQLite splits the insert by its parameter limit.
+    with django_assert_max_num_queries(20):
+        result = outcome_upsert_bulk(organization=org, items=items)
+    assert result.succeeded == 300
+    assert counters(model)[0] == 300

@@ -1,0 +1,42 @@
+"""Every write to the model registry: registration, deployment and traffic, rollback, counters.
+
+Each service is atomic and audited with :class:`~registry.models.ModelEvent` rows; the actor is a
+staff user, an API key principal or ``None`` for the system. The modules of this package hold one
+concern each; their services are importable from here.
+"""
+
+from registry.services.deployment import (
+    model_archive,
+    model_deploy,
+    model_mark_failed,
+    model_promote,
+    model_set_traffic,
+    model_start_ab_test,
+)
+from registry.services.performance import baseline_refresh, model_performance_update, model_set_baseline
+from registry.services.pool import Actor, actor_fields, bump_routing_version, configuration, dry_run, recorded
+from registry.services.registration import VERSION_PATTERN, model_mark_ready, model_register
+from registry.services.rollback import last_traffic_step, model_rollback
+
+__all__ = [
+    "VERSION_PATTERN",
+    "Actor",
+    "actor_fields",
+    "baseline_refresh",
+    "bump_routing_version",
+    "configuration",
+    "dry_run",
+    "last_traffic_step",
+    "model_archive",
+    "model_deploy",
+    "model_mark_failed",
+    "model_mark_ready",
+    "model_performance_update",
+    "model_promote",
+    "model_register",
+    "model_rollback",
+    "model_set_baseline",
+    "model_set_traffic",
+    "model_start_ab_test",
+    "recorded",
+]

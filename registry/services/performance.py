@@ -1,0 +1,138 @@
+"""Performance counters and the pool's baseline comparisons.
+
+Counter updates are not audited: they are numbers, not decisions, and arrive on the hot path of
+outcome ingestion. The ``*_vs_baseline`` columns are refreshed in the same transaction.
+"""
+
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from flywheel.errors import ApplicationError, Conflict, NotFound
+from registry.models import RegisteredModel
+from registry.services.pool import Action, Actor, PoolStep, lock_pool, lock_target
+
+
+def _revenue(value: Decimal | float | int | str) -> Decimal:
+    try:
+        revenue = Decimal(str(value))
+    except InvalidOperation:
+        raise ApplicationError(f"Revenue {value!r} is not a number.") from None
+    if not revenue.is_finite() or revenue < 0:
+        raise ApplicationError(f"Revenue must be a finite amount of at least 0, not {value}.")
+    return revenue
+
+
+@transaction.atomic
+def model_performance_update(
+    *,
+    model: RegisteredModel,
+    messages_sent: int = 0,
+    replies: int = 0,
+    meetings_booked: int = 0,
+    deals_closed: int = 0,
+    revenue: Decimal | float | int | str = 0,
+) -> RegisteredModel:
+    """Add performance deltas to a model's counters atomically (the seed's ``update_model_performance``).
+
+    Deltas cannot be negative, and no counter may end up above the messages sent; both are
+    refused with an :class:`ApplicationError` before the database would refuse them. The rates
+    follow from the counters; the pool's baseline comparisons are refreshed.
+    """
+    deltas = {"messages_sent": messages_sent, "replies": replies, "meetings_booked": meetings_booked}
+    deltas["deals_closed"] = deals_closed
+    negative = sorted(name for name, value in deltas.items() if value < 0)
+    if negative:
+        raise ApplicationError(f"Performance deltas cannot be negative: {', '.join(negative)}.")
+    amount = _revenue(revenue)
+    # The guard and the increment are one statement, so concurrent updates cannot both pass it.
+    updated = (
+        RegisteredModel.objects.filter(pk=model.pk)
+        .filter(total_replies__lte=F("total_messages_sent") + (messages_sent - replies))
+        .filter(total_meetings_booked__lte=F("total_messages_sent") + (messages_sent - meetings_booked))
+        .filter(total_deals_closed__lte=F("total_messages_sent") + (messages_sent - deals_closed))
+        .update(
+            total_messages_sent=F("total_messages_sent") + messages_sent,
+            total_replies=F("total_replies") + replies,
+            total_meetings_booked=F("total_meetings_booked") + meetings_booked,
+            total_deals_closed=F("total_deals_closed") + deals_closed,
+            total_revenue=F("total_revenue") + amount,
+            updated_at=timezone.now(),
+        )
+    )
+    if updated != 1:
+        _explain_refused_update(model)
+    baseline_refresh(organization_id=model.organization_id)
+    model.refresh_from_db()
+    return model
+
+
+def _explain_refused_update(model: RegisteredModel) -> None:
+    if not RegisteredModel.objects.filter(pk=model.pk).exists():
+        raise NotFound(f"Model {model.pk} does not exist.")
+    raise ApplicationError(
+        "Replies, meetings and deals cannot outnumber the messages sent.", code="counters_exceed_messages"
+    )
+
+
+@transaction.atomic
+def model_set_baseline(*, model: RegisteredModel, actor: Actor = None, reason: str = "") -> RegisteredModel:
+    """Make ``model`` its pool's baseline (replacing the previous one) and refresh the comparisons."""
+    deployed = lock_target(model, lock_pool(model.organization_id))
+    if model.is_baseline:
+        raise Conflict(f"{model.model_version} is already the baseline.")
+    previous = RegisteredModel.objects.in_pool(model.organization_id).filter(is_baseline=True)
+    replaced = ", ".join(previous.values_list("model_version", flat=True))
+    previous.update(is_baseline=False, updated_at=timezone.now())
+    step = PoolStep(deployed, actor, reason or (f"replaces {replaced}" if replaced else "first baseline"))
+    step.change(
+        model,
+        action=Action.BASELINE_SET,
+        status=model.status,
+        traffic=model.traffic_percentage,
+        is_baseline=True,
+    )
+    step.commit(moved_traffic=False)
+    baseline_refresh(organization_id=model.organization_id)
+    model.refresh_from_db()
+    return model
+
+
+def _vs_baseline_sql(rate: str, pool: str) -> str:
+    """A correlated subquery: the row's ``rate`` as a percentage difference from the baseline's.
+
+    Correlated on the row being updated (rather than joined) so that PostgreSQL re-evaluates it
+    on the row's latest version when a concurrent counter update made it wait.
+    """
+    return (
+        f"(SELECT CASE WHEN model_registry.total_messages_sent > 0 AND b.{rate} > 0 "  # noqa: S608
+        f"THEN (model_registry.{rate} - b.{rate}) / b.{rate} * 100 END "
+        f"FROM model_registry AS b WHERE b.is_baseline AND b.total_messages_sent > 0 AND {pool.format(table='b')})"
+    )
+
+
+def baseline_refresh(*, organization_id: uuid.UUID | str | None) -> int:
+    """Recompute the ``*_vs_baseline`` columns of every model in a pool; return how many changed.
+
+    One set-based UPDATE. It only writes rows whose comparison changes, so a counter update on
+    one model locks no other row unless the baseline itself moved: concurrent updates of
+    different models in a pool do not deadlock.
+    """
+    pool = "{table}.organization_id IS NULL"
+    params: list[Any] = []
+    if organization_id is not None:
+        pool = "{table}.organization_id = %s"
+        field = RegisteredModel._meta.get_field("organization")
+        params = [field.get_db_prep_value(organization_id, connection)]
+    rates = ("reply_rate", "meeting_rate", "close_rate")
+    assignments = ", ".join(f"{rate}_vs_baseline = {_vs_baseline_sql(rate, pool)}" for rate in rates)
+    changed = " OR ".join(f"{rate}_vs_baseline IS DISTINCT FROM {_vs_baseline_sql(rate, pool)}" for rate in rates)
+    # Only constant column names are formatted in; the organization id is a parameter.
+    sql = f"UPDATE model_registry SET {assignments} WHERE {pool.format(table='model_registry')} AND ({changed})"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params * 3 + params + params * 3)
+        return cursor.rowcount

@@ -58,7 +58,7 @@ def set_based(count: int) -> float:
     events = events_for("set", count)
     start = time.perf_counter()
     for at in range(0, count, BATCH):
-        outcome_event_record_bulk(organization=organization, events=events[at : at + BATCH], refresh_baseline=False)
+        outcome_event_record_bulk(organization=organization, events=events[at : at + BATCH])
     return count / (time.perf_counter() - start)
 
 

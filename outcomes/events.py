@@ -18,14 +18,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F
 
 from outcomes.models import STAGES, OutcomeLabel
 from outcomes.scoring import quality_score_expression
-from registry.models import RegisteredModel
+from registry.services import Counts, model_counters_add
 
 SQLITE_ROWS_PER_STATEMENT = 2000  # 4 parameters a row stays well under SQLite's 32,766 limit
-COUNTED = {"replied": "total_replies", "meeting_booked": "total_meetings_booked", "deal_closed": "total_deals_closed"}
+COUNTED = {"replied": "replies", "meeting_booked": "meetings_booked", "deal_closed": "deals_closed"}
 
 EventValues = tuple[datetime.datetime, float | None, Decimal | None]
 
@@ -67,14 +66,6 @@ class BatchOutcome:
     models_touched: set[uuid.UUID]
 
 
-@dataclass
-class _Counters:
-    total_replies: int = 0
-    total_meetings_booked: int = 0
-    total_deals_closed: int = 0
-    total_revenue: Decimal = Decimal(0)
-
-
 def apply_event_batch(
     connection: BaseDatabaseWrapper, *, organization_id: uuid.UUID, batch: EventBatch
 ) -> BatchOutcome:
@@ -83,7 +74,7 @@ def apply_event_batch(
     found = {external_id: str(pk) for external_id, pk in labels.values_list("external_id", "pk")}
     changed: set[tuple[str, str]] = set()
     touched: set[str] = set()
-    counters: dict[uuid.UUID, _Counters] = defaultdict(_Counters)
+    counters: dict[uuid.UUID, Counts] = defaultdict(Counts)
     for kind, rows in batch.by_kind.items():
         rows = {external_id: values for external_id, values in rows.items() if external_id in found}
         if not rows:
@@ -100,26 +91,14 @@ def apply_event_batch(
             touched.add(label_id)
     if touched:
         OutcomeLabel.objects.filter(pk__in=list(touched)).update(quality_score=quality_score_expression())
-    _bump_counters(counters)
+    model_counters_add(increments=counters)
     return BatchOutcome(found=found, changed=changed, models_touched=set(counters))
 
 
-def _count(counter: _Counters, kind: str, deal_value: Any) -> None:
+def _count(counter: Counts, kind: str, deal_value: Any) -> None:
     setattr(counter, COUNTED[kind], getattr(counter, COUNTED[kind]) + 1)
     if kind == "deal_closed" and deal_value is not None:
-        counter.total_revenue += Decimal(str(deal_value))
-
-
-def _bump_counters(counters: dict[uuid.UUID, _Counters]) -> None:
-    # Sorted so that concurrent batches take the model rows' locks in the same order.
-    for model_id in sorted(counters, key=str):
-        counts = counters[model_id]
-        RegisteredModel.objects.filter(pk=model_id).update(
-            total_replies=F("total_replies") + counts.total_replies,
-            total_meetings_booked=F("total_meetings_booked") + counts.total_meetings_booked,
-            total_deals_closed=F("total_deals_closed") + counts.total_deals_closed,
-            total_revenue=F("total_revenue") + counts.total_revenue,
-        )
+        counter.revenue += Decimal(str(deal_value))
 
 
 def _as_uuid(value: Any) -> uuid.UUID:

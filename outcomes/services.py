@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from flywheel.errors import ApplicationError, validation_details
@@ -27,7 +27,7 @@ from outcomes.models import STAGES, OutcomeLabel
 from outcomes.scoring import quality_score_expression
 from outcomes.scrubbing import scrub
 from registry.models import RegisteredModel
-from registry.services import baseline_refresh
+from registry.services import Counts, model_counters_add
 
 logger = logging.getLogger(__name__)
 
@@ -146,14 +146,11 @@ def _clean_label(
 
 
 def _count_messages(labels: Iterable[OutcomeLabel]) -> None:
-    per_model: dict[Any, int] = defaultdict(int)
+    per_model: dict[Any, Counts] = defaultdict(Counts)
     for label in labels:
         if label.model_id:
-            per_model[label.model_id] += 1
-    for model_id in sorted(per_model, key=str):
-        RegisteredModel.objects.filter(pk=model_id).update(
-            total_messages_sent=F("total_messages_sent") + per_model[model_id]
-        )
+            per_model[label.model_id].messages_sent += 1
+    model_counters_add(increments=per_model)
 
 
 def _update_existing(existing: OutcomeLabel, label: OutcomeLabel, data: dict[str, Any]) -> bool:
@@ -352,9 +349,7 @@ def _parse_number(
     return number
 
 
-def outcome_event_record_bulk(
-    *, organization: Organization, events: Sequence[Any], refresh_baseline: bool = True
-) -> BulkResult:
+def outcome_event_record_bulk(*, organization: Organization, events: Sequence[Any]) -> BulkResult:
     """Record funnel events; per-item results, invalid items reported, valid ones applied.
 
     The earliest timestamp of a stage wins and a repeated event changes nothing, so a retried
@@ -378,9 +373,6 @@ def outcome_event_record_bulk(
     with transaction.atomic():
         outcome = apply_event_batch(connection, organization_id=organization.pk, batch=batch)
     _finish_results(results, batch, outcome.found, outcome.changed)
-    if refresh_baseline and outcome.models_touched:
-        baseline_refresh(organization_id=organization.pk)
-        baseline_refresh(organization_id=None)
     return BulkResult(results)
 
 

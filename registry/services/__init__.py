@@ -13,7 +13,13 @@ from registry.services.deployment import (
     model_set_traffic,
     model_start_ab_test,
 )
-from registry.services.performance import baseline_refresh, model_performance_update, model_set_baseline
+from registry.services.performance import (
+    Counts,
+    baseline_refresh,
+    model_counters_add,
+    model_performance_update,
+    model_set_baseline,
+)
 from registry.services.pool import Actor, actor_fields, bump_routing_version, configuration, dry_run, recorded
 from registry.services.registration import VERSION_PATTERN, model_mark_ready, model_register
 from registry.services.rollback import last_traffic_step, model_rollback
@@ -21,6 +27,7 @@ from registry.services.rollback import last_traffic_step, model_rollback
 __all__ = [
     "VERSION_PATTERN",
     "Actor",
+    "Counts",
     "actor_fields",
     "baseline_refresh",
     "bump_routing_version",
@@ -28,6 +35,7 @@ __all__ = [
     "dry_run",
     "last_traffic_step",
     "model_archive",
+    "model_counters_add",
     "model_deploy",
     "model_mark_failed",
     "model_mark_ready",

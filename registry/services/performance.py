@@ -5,11 +5,13 @@ outcome ingestion. The ``*_vs_baseline`` columns are refreshed in the same trans
 """
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from flywheel.errors import ApplicationError, Conflict, NotFound
@@ -25,6 +27,47 @@ def _revenue(value: Decimal | float | int | str) -> Decimal:
     if not revenue.is_finite() or revenue < 0:
         raise ApplicationError(f"Revenue must be a finite amount of at least 0, not {value}.")
     return revenue
+
+
+@dataclass
+class Counts:
+    """What to add to one model's performance counters."""
+
+    messages_sent: int = 0
+    replies: int = 0
+    meetings_booked: int = 0
+    deals_closed: int = 0
+    revenue: Decimal = Decimal(0)
+
+
+def _increment(models: QuerySet[RegisteredModel], counts: Counts) -> int:
+    return models.update(
+        total_messages_sent=F("total_messages_sent") + counts.messages_sent,
+        total_replies=F("total_replies") + counts.replies,
+        total_meetings_booked=F("total_meetings_booked") + counts.meetings_booked,
+        total_deals_closed=F("total_deals_closed") + counts.deals_closed,
+        total_revenue=F("total_revenue") + counts.revenue,
+        updated_at=timezone.now(),
+    )
+
+
+@transaction.atomic(savepoint=False)  # on the ingestion hot path: no savepoint round trips
+def model_counters_add(*, increments: Mapping[uuid.UUID, Counts]) -> None:
+    """Add outcome counts to models' counters, then refresh each touched pool's baseline comparisons.
+
+    The callers count each outcome once (their conditional writes say what changed); this is the
+    only place the counters move. Rows are locked in id order, so concurrent batches that touch
+    the same models cannot deadlock on them.
+    """
+    ids = sorted(increments, key=str)
+    if not ids:
+        return
+    locked = RegisteredModel.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("id")
+    pools = set(locked.values_list("organization_id", flat=True))
+    for model_id in ids:
+        _increment(RegisteredModel.objects.filter(pk=model_id), increments[model_id])
+    for organization_id in sorted(pools, key=str):
+        baseline_refresh(organization_id=organization_id)
 
 
 @transaction.atomic
@@ -49,21 +92,15 @@ def model_performance_update(
     if negative:
         raise ApplicationError(f"Performance deltas cannot be negative: {', '.join(negative)}.")
     amount = _revenue(revenue)
+    counts = Counts(messages_sent, replies, meetings_booked, deals_closed, amount)
     # The guard and the increment are one statement, so concurrent updates cannot both pass it.
-    updated = (
+    guarded = (
         RegisteredModel.objects.filter(pk=model.pk)
         .filter(total_replies__lte=F("total_messages_sent") + (messages_sent - replies))
         .filter(total_meetings_booked__lte=F("total_messages_sent") + (messages_sent - meetings_booked))
         .filter(total_deals_closed__lte=F("total_messages_sent") + (messages_sent - deals_closed))
-        .update(
-            total_messages_sent=F("total_messages_sent") + messages_sent,
-            total_replies=F("total_replies") + replies,
-            total_meetings_booked=F("total_meetings_booked") + meetings_booked,
-            total_deals_closed=F("total_deals_closed") + deals_closed,
-            total_revenue=F("total_revenue") + amount,
-            updated_at=timezone.now(),
-        )
     )
+    updated = _increment(guarded, counts)
     if updated != 1:
         _explain_refused_update(model)
     baseline_refresh(organization_id=model.organization_id)

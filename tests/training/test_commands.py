@@ -16,7 +16,8 @@ from tests.factories import OrganizationFactory
 from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import drive, make_labels, run_due_schedules
 from training.models import TrainingRun
-from training.services import RESUME_SCHEDULE, training_run_start, weekly_schedule_name
+from training.schedules import RESUME_SCHEDULE, weekly_schedule_name
+from training.services import training_run_start
 
 pytestmark = pytest.mark.django_db
 

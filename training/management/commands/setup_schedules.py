@@ -17,7 +17,7 @@ from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry.experiments import ensure_auto_promote_schedule
 from registry.selectors import organization_get
-from training.services import training_schedules_ensure
+from training.schedules import training_schedules_ensure
 
 
 class Command(BaseCommand):

@@ -11,7 +11,6 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
-from django_q.conf import Conf
 from django_q.models import Schedule
 
 from flywheel.errors import Conflict
@@ -19,6 +18,7 @@ from flywheel.models import Organization
 from registry.models import Experiment, RegisteredModel
 from registry.services import model_deploy, model_register
 from tests.factories import OrganizationFactory, UserFactory
+from tests.training.factories import TrainingRunFactory
 from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import (
     drive,
@@ -57,12 +57,6 @@ def _training_settings(settings: Any) -> None:
 
 
 @pytest.fixture
-def q_sync(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run django-q2 tasks inline (its Conf is read once at import, so the setting alone is not enough)."""
-    monkeypatch.setattr(Conf, "SYNC", True)
-
-
-@pytest.fixture
 def organization() -> Organization:
     return OrganizationFactory.create(slug="acme")
 
@@ -85,7 +79,7 @@ def models_of(run: TrainingRun) -> list[RegisteredModel]:
 
 
 def test_a_whole_cycle_on_the_local_provider_runs_through_django_q(
-    organization: Organization, q_sync: None, django_capture_on_commit_callbacks: OnCommit
+    organization: Organization, django_capture_on_commit_callbacks: OnCommit
 ) -> None:
     make_labels(organization, positives=12)
     with django_capture_on_commit_callbacks(execute=True):
@@ -414,7 +408,7 @@ def test_every_task_delivered_twice_registers_the_model_once(organization: Organ
 
 
 def test_resume_redelivers_a_run_whose_task_was_lost(
-    organization: Organization, q_sync: None, django_capture_on_commit_callbacks: OnCommit
+    organization: Organization, django_capture_on_commit_callbacks: OnCommit
 ) -> None:
     make_labels(organization)
     run = drive_to(start(organization), Status.UPLOADING)
@@ -454,10 +448,10 @@ def test_a_second_start_while_a_run_is_active_is_refused(organization: Organizat
 
 
 def test_the_database_allows_one_active_run_per_pool(organization: Organization) -> None:
-    TrainingRun.objects.create(organization=organization, status=Status.TRAINING)
-    TrainingRun.objects.create(organization=organization, status=Status.SUCCEEDED)
+    TrainingRunFactory.create(organization=organization, status=Status.TRAINING)
+    TrainingRunFactory.create(organization=organization, status=Status.SUCCEEDED)
     with pytest.raises(IntegrityError), transaction.atomic():
-        TrainingRun.objects.create(organization=organization, status=Status.PENDING)
+        TrainingRunFactory.create(organization=organization, status=Status.PENDING)
 
 
 def test_versions_increment_per_pool(organization: Organization) -> None:

@@ -8,7 +8,6 @@ what is already recorded, so a step delivered twice or resumed after a crash doe
 
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 from functools import partial
@@ -31,7 +30,7 @@ from training.providers import JobInfo, ProviderError, get_provider
 from training.schedules import ADVANCE_TASK, poll_schedule, poll_unschedule
 from training.selectors import training_run_provider
 from training.steps import step_export, step_register, step_test, step_upload, version_ensure_free
-from training.transitions import STEP_LEASE, Claim, run_claim_step, run_end, run_release_if_ended, run_transition
+from training.transitions import STEP_LEASE, Claim, Step, run_claim_step, run_end, run_release_if_ended, run_transition
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +184,7 @@ def training_run_step(*, run: TrainingRun) -> bool:
     if step is None or claim is None:
         return False
     try:
-        return step(run, claim)
+        return step(run=run, claim=claim)
     except (ApplicationError, ValidationError) as exc:
         return run_end(run=run, status=Status.FAILED, error=error_message(exc), claim=claim)
     except Exception as exc:
@@ -202,7 +201,7 @@ def error_message(exc: Exception) -> str:
     return str(exc)
 
 
-# --- Step 6: poll --------------------------------------------------------------------------------
+# --- Polling the job -----------------------------------------------------------------------------
 
 
 def training_run_poll(*, run: TrainingRun) -> bool:
@@ -273,7 +272,10 @@ def _after_poll(run: TrainingRun, job: JobInfo) -> bool:
     return moved
 
 
-def _step_deploy(run: TrainingRun, claim: Claim) -> bool:
+# --- Deploying, and the table of steps -----------------------------------------------------------
+
+
+def _step_deploy(*, run: TrainingRun, claim: Claim) -> bool:
     """deploying → succeeded: start an A/B test of the new model at ``ab_test_percentage`` %.
 
     A refusal (nothing deployed to test against, a test already running) does not fail a good
@@ -307,7 +309,7 @@ def start_ab_test(*, model: RegisteredModel, percentage: float, actor: Actor, ru
     experiment_start(variant=model, variant_traffic=percentage, actor=actor, reason=reason)
 
 
-STEPS: dict[str, Callable[[TrainingRun, Claim], bool]] = {
+STEPS: dict[str, Step] = {
     Status.EXPORTING: step_export,
     Status.UPLOADING: step_upload,
     Status.REGISTERING: step_register,
@@ -316,7 +318,7 @@ STEPS: dict[str, Callable[[TrainingRun, Claim], bool]] = {
 }
 
 
-# --- Ending: failure, cancellation, clean-up -----------------------------------------------------
+# --- Cancelling, resuming, testing a model -------------------------------------------------------
 
 
 def training_run_cancel(*, run: TrainingRun, actor: Actor = None, reason: str = "") -> TrainingRun:

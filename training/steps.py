@@ -42,10 +42,10 @@ def version_ensure_free(*, organization_id: uuid.UUID | None, version: str, run_
         )
 
 
-# --- Exporting: check the data, export, choose the version --------------------------------------
+# --- Exporting: check the data, export, choose the version ---------------------------------------
 
 
-def step_export(run: TrainingRun, claim: Claim) -> bool:
+def step_export(*, run: TrainingRun, claim: Claim) -> bool:
     """exporting → uploading, or → skipped when there are too few eligible examples."""
     eligible = training_run_eligible_examples(run=run)
     minimum = settings.TRAINING_MIN_EXAMPLES
@@ -98,7 +98,7 @@ def _dataset_fields(result: ExportResult) -> dict[str, Any]:
 # --- Uploading: upload the files, create the job -------------------------------------------------
 
 
-def step_upload(run: TrainingRun, claim: Claim) -> bool:
+def step_upload(*, run: TrainingRun, claim: Claim) -> bool:
     """uploading → training: refuse a base model near shutdown, upload, create the job, start polling."""
     provider = training_run_provider(run=run)
     created = ""
@@ -161,7 +161,7 @@ def _job_request(run: TrainingRun) -> dict[str, Any]:
 # --- Registering and testing ---------------------------------------------------------------------
 
 
-def step_register(run: TrainingRun, claim: Claim) -> bool:
+def step_register(*, run: TrainingRun, claim: Claim) -> bool:
     """registering → testing: register the fine-tuned model as ready, with its lineage."""
     model = _register(run)
     if not run_transition(run=run, source=claim.status, target=Status.TESTING, claim=claim, registered_model=model):
@@ -190,7 +190,7 @@ def _register(run: TrainingRun) -> RegisteredModel:
     )
 
 
-def step_test(run: TrainingRun, claim: Claim) -> bool:
+def step_test(*, run: TrainingRun, claim: Claim) -> bool:
     """testing → deploying or succeeded: answer the sample prompt with the new model."""
     output = training_run_provider(run=run).complete(run.fine_tuned_model, settings.TRAINING_SYSTEM_PROMPT, TEST_PROMPT)
     following = Status.DEPLOYING if run.deploy_immediately else Status.SUCCEEDED

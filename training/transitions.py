@@ -8,7 +8,7 @@ that lost its lease or a run cancelled meanwhile changes nothing.
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.utils import timezone
 
@@ -36,6 +36,12 @@ class Claim:
 
     status: str
     at: datetime
+
+
+class Step(Protocol):
+    """A step's work: done under ``claim``; True when it moved the run on."""
+
+    def __call__(self, *, run: TrainingRun, claim: Claim) -> bool: ...
 
 
 def run_claim_step(*, run: TrainingRun) -> Claim | None:

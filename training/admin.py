@@ -15,7 +15,6 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -29,35 +28,12 @@ from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from training.datasets import dataset_counts
 from training.models import TrainingRun
-from training.providers import ProviderError, get_provider
+from training.selectors import base_model_shutdown_text
 from training.services import error_message, training_run_cancel, training_run_start
 
 RUN_NOW_TEMPLATE = "admin/training/trainingrun/run_now.html"
 CANCEL_TEMPLATE = "admin/training/trainingrun/confirm_cancel.html"
 PERMISSION = "training.run_training"
-SHUTDOWN_CACHE_SECONDS = 6 * 3600
-SHUTDOWN_UNKNOWN_SECONDS = 600
-UNKNOWN = "unknown"
-
-
-def base_model_shutdown(provider: str, model: str) -> str:
-    """The provider's shutdown date of a base model as text: a date, "none announced" or "unknown".
-
-    Cached (six hours; ten minutes when the provider could not answer), so a list of runs asks the
-    provider once per base model, and an unreachable provider does not slow every page.
-    """
-    key = f"training:shutdown:{provider}:{model}"
-    cached = cache.get(key)
-    if cached is not None:
-        return str(cached)
-    try:
-        shutdown = get_provider(provider).base_model_shutdown_date(model)
-    except (ProviderError, ValueError):
-        cache.set(key, UNKNOWN, SHUTDOWN_UNKNOWN_SECONDS)
-        return UNKNOWN
-    text = shutdown.isoformat() if shutdown else "none announced"
-    cache.set(key, text, SHUTDOWN_CACHE_SECONDS)
-    return text
 
 
 def staff_user(request: HttpRequest) -> AbstractBaseUser:
@@ -205,7 +181,7 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
     def base_model_shutdown_date(self, run: TrainingRun) -> str:
         if run.provider != "openai" or not run.base_model:
             return "-"
-        return base_model_shutdown(run.provider, run.base_model)
+        return base_model_shutdown_text(provider=run.provider, model=run.base_model)
 
     @admin.display(description="provider events")
     def events_table(self, run: TrainingRun) -> SafeString | str:

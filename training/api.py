@@ -7,10 +7,7 @@ as it moves on. Runs and jobs are scoped like everything else: another organizat
 """
 
 import dataclasses
-from typing import Any
 
-from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer
@@ -19,41 +16,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from flywheel.auth import IsOps, KeyPrincipal, OrganizationScopeSerializer, organization_scope, request_actor
+from flywheel.auth import IsOps, OrganizationScopeSerializer, organization_scope, request_actor
 from flywheel.errors import FiniteFloatField, NotFound, PercentageField, error_responses
 from registry.services import VERSION_PATTERN
 from training.models import TrainingRun
-from training.providers import get_provider
+from training.selectors import training_run_answer, training_run_of_job, training_run_provider, training_run_visible_get
 from training.serializers import JobSerializer, TrainingRunSerializer
-from training.services import training_run_result, training_run_start
+from training.services import training_run_start
 
 RUN_PERMISSION = "training.run_training"
-
-
-def run_body(run: TrainingRun) -> dict[str, Any]:
-    """A run as :class:`TrainingRunSerializer` describes it."""
-    return {
-        **training_run_result(run),
-        "id": run.pk,
-        "run_status": run.status,
-        "organization_id": run.organization_id,
-        "method": run.method,
-        "min_quality_score": run.min_quality_score,
-        "deploy_immediately": run.deploy_immediately,
-        "ab_test_percentage": run.ab_test_percentage,
-        "triggered_by": run.triggered_by,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-    }
-
-
-def visible_runs(request: Request) -> QuerySet[TrainingRun]:
-    """The runs a caller may see: its organization's for a key, every run for staff."""
-    user = request.user
-    if isinstance(user, KeyPrincipal):
-        return TrainingRun.objects.filter(organization_id=user.organization.pk)
-    return TrainingRun.objects.all()
 
 
 class TrainingRunStartApi(APIView):
@@ -107,7 +78,7 @@ class TrainingRunStartApi(APIView):
         organization = organization_scope(request, values.pop("organization_id", None))
         run = training_run_start(organization=organization, **values, triggered_by="api", actor=request_actor(request))
         location = reverse("training-run", kwargs={"run_id": run.pk})
-        body = TrainingRunSerializer(run_body(run)).data
+        body = TrainingRunSerializer(training_run_answer(run=run)).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
@@ -124,13 +95,10 @@ class TrainingRunDetailApi(APIView):
         summary="A training run",
     )
     def get(self, request: Request, run_id: str) -> Response:
-        try:
-            run = visible_runs(request).filter(pk=run_id).first()
-        except ValidationError:  # not a UUID
-            run = None
+        run = training_run_visible_get(user=request.user, run_id=run_id)
         if run is None:
             raise NotFound(f"No training run has the id {run_id}.")
-        return Response(TrainingRunSerializer(run_body(run)).data)
+        return Response(TrainingRunSerializer(training_run_answer(run=run)).data)
 
 
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.STR, OpenApiParameter.PATH)
@@ -150,8 +118,8 @@ class TrainingJobStatusApi(APIView):
         summary="Status of a fine-tuning job",
     )
     def get(self, request: Request, job_id: str) -> Response:
-        run = visible_runs(request).filter(provider_job_id=job_id).exclude(provider_job_id="").first()
+        run = training_run_of_job(user=request.user, job_id=job_id)
         if run is None:
             raise NotFound(f"No training run has the job {job_id}.")
-        job = get_provider(run.provider or None).get_job(job_id)
+        job = training_run_provider(run=run).get_job(job_id)
         return Response(JobSerializer({**dataclasses.asdict(job), "run_id": run.pk}).data)

@@ -16,7 +16,7 @@ class RunTrainingStatsSerializer(serializers.Serializer):
 
 
 class TrainingRunSerializer(serializers.Serializer):
-    """A run: the seed's ``run_training_cycle`` answer plus the run's parameters, state and times.
+    """A run as :func:`training.selectors.training_run_answer` builds it: the seed's result plus the run's own fields.
 
     ``status`` is the seed's: "success" once the run succeeded, else the run's own status
     (pending, exporting, ..., failed, cancelled, skipped); ``run_status`` is always the latter.

@@ -19,13 +19,13 @@ def advance_run(run_id: str) -> bool:
     if run is None:
         logger.warning("Training run %s no longer exists; nothing to advance.", run_id)
         return False
-    return training_run_advance(run)
+    return training_run_advance(run=run)
 
 
 def poll_run(run_id: str) -> bool:
     """Poll the run's fine-tuning job (from its ONCE schedule or a webhook); True when the run moved."""
     run = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.TRAINING).first()
-    return training_run_advance(run) if run is not None else False
+    return training_run_advance(run=run) if run is not None else False
 
 
 def weekly_training(organization_id: str | None = None) -> str | None:
@@ -40,7 +40,7 @@ def weekly_training(organization_id: str | None = None) -> str | None:
         if organization is None:
             logger.warning("Weekly training skipped: organization %s no longer exists.", organization_id)
             return None
-    run = schedule_weekly_training(organization)
+    run = schedule_weekly_training(organization=organization)
     return str(run.pk) if run is not None else None
 
 

@@ -4,14 +4,21 @@ A plain Django view, not DRF: the body must reach the signature check byte for b
 caller is OpenAI, not an API key. Polling stays the fallback, so a lost webhook only costs time.
 """
 
+from typing import Any
+
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from django_q.tasks import async_task
 
 from flywheel.errors import error_body
+from training.models import TrainingRun
 from training.providers import ProviderError
 from training.providers.openai import OpenAIProvider
-from training.services import training_run_handle_webhook
+from training.schedules import POLL_TASK
+
+WEBHOOK_EVENTS = frozenset({"fine_tuning.job.succeeded", "fine_tuning.job.failed", "fine_tuning.job.cancelled"})
 
 
 @csrf_exempt
@@ -29,5 +36,31 @@ def openai_webhook(request: HttpRequest) -> JsonResponse:
     except ProviderError as exc:
         status = 400 if exc.code == "invalid_signature" else 503
         return JsonResponse(error_body(exc.code, exc.message), status=status)
-    run = training_run_handle_webhook(event)
+    run = training_run_handle_webhook(event=event)
     return JsonResponse({"received": True, "training_run_id": str(run.pk) if run is not None else None})
+
+
+def training_run_handle_webhook(*, event: Any) -> TrainingRun | None:
+    """Poll at once the run whose job a verified ``fine_tuning.job.*`` webhook event names.
+
+    The event only says *when* to look: the poll reads the job's state from the provider, so a
+    replayed or out-of-order event changes nothing. Returns the run, or None for an unknown job
+    or an event type that does not concern training.
+    """
+    kind, job_id = webhook_fields(event)
+    if kind not in WEBHOOK_EVENTS or not job_id:
+        return None
+    run = TrainingRun.objects.filter(provider_job_id=job_id).first()
+    if run is not None and run.status == TrainingRun.Status.TRAINING:
+        run_id = str(run.pk)
+        transaction.on_commit(lambda: async_task(POLL_TASK, run_id))
+    return run
+
+
+def webhook_fields(event: Any) -> tuple[str, str]:
+    """The type of a webhook event and the id of the object it concerns (as parsed, or a dict)."""
+    if isinstance(event, dict):
+        data = event.get("data") or {}
+        return str(event.get("type") or ""), str(data.get("id") or "") if isinstance(data, dict) else ""
+    data = getattr(event, "data", None)
+    return str(getattr(event, "type", "") or ""), str(getattr(data, "id", "") or "")

@@ -38,7 +38,7 @@ def drive(run: TrainingRun, *, limit: int = 40) -> TrainingRun:
         run.refresh_from_db()
         if not run.is_active:
             return run
-        training_run_advance(run)
+        training_run_advance(run=run)
     raise AssertionError(f"run still {run.status} after {limit} steps")
 
 
@@ -50,7 +50,7 @@ def drive_to(run: TrainingRun, status: str, *, limit: int = 40) -> TrainingRun:
             return run
         if not run.is_active:
             raise AssertionError(f"run ended {run.status} ({run.error}) before reaching {status}")
-        training_run_advance(run)
+        training_run_advance(run=run)
     raise AssertionError(f"run still {run.status} after {limit} steps")
 
 

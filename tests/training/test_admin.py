@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from flywheel.models import Organization
 from tests.factories import OrganizationFactory, UserFactory
+from tests.training.factories import TrainingRunFactory
 from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import drive, drive_to, make_labels
 from training.models import TrainingRun
@@ -87,8 +88,8 @@ def test_the_list_shows_when_an_openai_base_model_shuts_down(
     operator: Client, organization: Organization, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.add_model("gpt-4o-2024-08-06", shutdown_date=datetime.date(2027, 1, 14))
-    TrainingRun.objects.create(organization=organization, provider="openai", base_model="gpt-4o-2024-08-06")
-    TrainingRun.objects.create(
+    TrainingRunFactory.create(organization=organization, provider="openai", base_model="gpt-4o-2024-08-06")
+    TrainingRunFactory.create(
         provider="openai", base_model="gpt-4o-2024-08-06", status=Status.FAILED, finished_at=timezone.now()
     )
     assert "2027-01-14" in operator.get(reverse(CHANGELIST)).content.decode()
@@ -101,7 +102,7 @@ def test_an_unreachable_provider_does_not_break_the_list(
 ) -> None:
     settings.OPENAI_MAX_RETRIES = 0
     fake_openai.fail_next("models.retrieve", 500)
-    TrainingRun.objects.create(organization=organization, provider="openai", base_model="gpt-4o-2024-08-06")
+    TrainingRunFactory.create(organization=organization, provider="openai", base_model="gpt-4o-2024-08-06")
     response = operator.get(reverse(CHANGELIST))
     assert response.status_code == 200 and "unknown" in response.content.decode()
 

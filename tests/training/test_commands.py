@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django_q.conf import Conf
 from django_q.models import Schedule
 
 from flywheel.models import Organization
@@ -16,7 +15,8 @@ from tests.factories import OrganizationFactory
 from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import drive, make_labels, run_due_schedules
 from training.models import TrainingRun
-from training.services import RESUME_SCHEDULE, training_run_start, weekly_schedule_name
+from training.schedules import RESUME_SCHEDULE, weekly_schedule_name
+from training.services import training_run_start
 
 pytestmark = pytest.mark.django_db
 
@@ -187,9 +187,8 @@ def test_setup_schedules_refuses_unknown_organizations(settings: Any) -> None:
 
 
 def test_the_weekly_schedule_starts_a_run_through_django_q(
-    organization: Organization, settings: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    organization: Organization, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    monkeypatch.setattr(Conf, "SYNC", True)
     settings.TRAINING_SCHEDULE_GLOBAL = False
     settings.TRAINING_SCHEDULE_ORGANIZATIONS = ["acme"]
     run_command("setup_schedules")

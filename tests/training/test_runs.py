@@ -11,7 +11,6 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
-from django_q.conf import Conf
 from django_q.models import Schedule
 
 from flywheel.errors import Conflict
@@ -19,6 +18,7 @@ from flywheel.models import Organization
 from registry.models import Experiment, RegisteredModel
 from registry.services import model_deploy, model_register
 from tests.factories import OrganizationFactory, UserFactory
+from tests.training.factories import TrainingRunFactory
 from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import (
     drive,
@@ -31,17 +31,16 @@ from tests.training.helpers import (
 from training import tasks
 from training.models import TrainingRun
 from training.providers import get_provider
+from training.schedules import poll_schedule_name
+from training.selectors import next_version, training_run_result
 from training.services import (
-    STEP_LEASE,
-    next_version,
-    poll_schedule_name,
     schedule_weekly_training,
     training_run_advance,
     training_run_cancel,
-    training_run_result,
     training_run_start,
     training_runs_resume,
 )
+from training.transitions import STEP_LEASE
 
 pytestmark = pytest.mark.django_db
 
@@ -55,12 +54,6 @@ def _training_settings(settings: Any) -> None:
     settings.FINE_TUNING_PROVIDER = "local"
     settings.TRAINING_POLL_INTERVAL = 60
     settings.TRAINING_MAX_WAIT = 86400
-
-
-@pytest.fixture
-def q_sync(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run django-q2 tasks inline (its Conf is read once at import, so the setting alone is not enough)."""
-    monkeypatch.setattr(Conf, "SYNC", True)
 
 
 @pytest.fixture
@@ -86,7 +79,7 @@ def models_of(run: TrainingRun) -> list[RegisteredModel]:
 
 
 def test_a_whole_cycle_on_the_local_provider_runs_through_django_q(
-    organization: Organization, q_sync: None, django_capture_on_commit_callbacks: OnCommit
+    organization: Organization, django_capture_on_commit_callbacks: OnCommit
 ) -> None:
     make_labels(organization, positives=12)
     with django_capture_on_commit_callbacks(execute=True):
@@ -125,7 +118,7 @@ def test_a_whole_cycle_on_the_local_provider_runs_through_django_q(
 def test_the_result_carries_the_seeds_run_training_cycle_fields(organization: Organization) -> None:
     make_labels(organization)
     run = drive(start(organization))
-    result = training_run_result(run)
+    result = training_run_result(run=run)
     assert result["status"] == "success"
     assert result["model_id"] == run.fine_tuned_model and result["model_id"].startswith("ft:")
     assert result["model_version"] == "v2.1.0"
@@ -154,7 +147,7 @@ def test_too_few_examples_skip_the_run_with_the_reason(organization: Organizatio
     assert "Only 4 eligible positive examples" in run.error and "at least 10" in run.error
     assert run.finished_at is not None and run.dataset_path == "" and run.model_version == ""
     assert local_provider_files("files") == []
-    assert training_run_result(run)["status"] == "skipped"
+    assert training_run_result(run=run)["status"] == "skipped"
 
 
 def test_a_dpo_run_trains_on_pairs(organization: Organization) -> None:
@@ -259,7 +252,7 @@ def test_server_errors_while_polling_are_noted_and_polled_again(organization: Or
     run = drive_to(start(organization), Status.TRAINING)
     openai.fail_next("jobs.retrieve", 503, times=3)
     Schedule.objects.all().delete()
-    assert training_run_advance(run) is False
+    assert training_run_advance(run=run) is False
     run.refresh_from_db()
     assert run.status == Status.TRAINING and run.poll_count == 0
     assert run.error.startswith("Last poll failed, will retry: OpenAI answered 503")
@@ -276,7 +269,7 @@ def test_a_timeout_while_polling_leaves_the_run_training(
     settings.OPENAI_TIMEOUT = 0.2
     settings.OPENAI_MAX_RETRIES = 0
     openai.delay_next("jobs.retrieve", 1.0)
-    training_run_advance(run)
+    training_run_advance(run=run)
     run.refresh_from_db()
     assert run.status == Status.TRAINING and "did not answer in time" in run.error
     assert drive(run).status == Status.SUCCEEDED
@@ -378,7 +371,7 @@ def test_a_claimed_step_is_left_alone_until_its_lease_expires(
         TrainingRun.objects.filter(pk=run.pk).update(status=status)
     run = drive_to(run, status)
     TrainingRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now())
-    assert training_run_advance(run) is False
+    assert training_run_advance(run=run) is False
     run.refresh_from_db()
     assert run.status == status
     TrainingRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now() - STEP_LEASE - datetime.timedelta(seconds=1))
@@ -406,8 +399,8 @@ def test_every_task_delivered_twice_registers_the_model_once(organization: Organ
     run = start(organization)
     while run.is_active:
         duplicate = TrainingRun.objects.get(pk=run.pk)
-        training_run_advance(run)
-        training_run_advance(duplicate)  # the stale copy a second delivery would have loaded
+        training_run_advance(run=run)
+        training_run_advance(run=duplicate)  # the stale copy a second delivery would have loaded
         run.refresh_from_db()
     assert run.status == Status.SUCCEEDED
     assert len(models_of(run)) == 1
@@ -415,7 +408,7 @@ def test_every_task_delivered_twice_registers_the_model_once(organization: Organ
 
 
 def test_resume_redelivers_a_run_whose_task_was_lost(
-    organization: Organization, q_sync: None, django_capture_on_commit_callbacks: OnCommit
+    organization: Organization, django_capture_on_commit_callbacks: OnCommit
 ) -> None:
     make_labels(organization)
     run = drive_to(start(organization), Status.UPLOADING)
@@ -455,21 +448,21 @@ def test_a_second_start_while_a_run_is_active_is_refused(organization: Organizat
 
 
 def test_the_database_allows_one_active_run_per_pool(organization: Organization) -> None:
-    TrainingRun.objects.create(organization=organization, status=Status.TRAINING)
-    TrainingRun.objects.create(organization=organization, status=Status.SUCCEEDED)
+    TrainingRunFactory.create(organization=organization, status=Status.TRAINING)
+    TrainingRunFactory.create(organization=organization, status=Status.SUCCEEDED)
     with pytest.raises(IntegrityError), transaction.atomic():
-        TrainingRun.objects.create(organization=organization, status=Status.PENDING)
+        TrainingRunFactory.create(organization=organization, status=Status.PENDING)
 
 
 def test_versions_increment_per_pool(organization: Organization) -> None:
     make_labels(organization)
-    assert next_version(organization.pk) == "v2.1.0"
+    assert next_version(organization_id=organization.pk) == "v2.1.0"
     first = drive(start(organization))
     second = drive(start(organization))
     assert (first.model_version, second.model_version) == ("v2.1.0", "v2.2.0")
-    assert next_version(None) == "v2.1.0"  # the global pool counts on its own
+    assert next_version(organization_id=None) == "v2.1.0"  # the global pool counts on its own
     model_register(model_id="ft:x", model_version="v3.4.0", base_model="gpt-4o-2024-08-06", organization=organization)
-    assert next_version(organization.pk) == "v3.5.0"
+    assert next_version(organization_id=organization.pk) == "v3.5.0"
 
 
 def test_a_given_version_must_be_free_and_well_formed(organization: Organization) -> None:
@@ -479,7 +472,7 @@ def test_a_given_version_must_be_free_and_well_formed(organization: Organization
         start(organization, model_version="v2.5.0")
     with pytest.raises(ValidationError, match=r"not a version like v2\.1\.0"):
         start(organization, model_version="2.6")
-    assert next_version(organization.pk) == "v2.6.0"
+    assert next_version(organization_id=organization.pk) == "v2.6.0"
 
 
 def test_a_failed_runs_version_is_free_again(organization: Organization, openai: FakeOpenAI) -> None:
@@ -517,7 +510,7 @@ def test_cancelling_a_training_run_cancels_its_job(organization: Organization, o
     assert run.status == Status.CANCELLED and run.error == "Cancelled by ops: wrong data"
     assert openai.jobs[run.provider_job_id]["status"] == "cancelled"
     assert not Schedule.objects.filter(name=poll_schedule_name(run.pk)).exists()
-    assert training_run_advance(run) is False
+    assert training_run_advance(run=run) is False
     with pytest.raises(Conflict, match="already cancelled"):
         training_run_cancel(run=run)
 
@@ -549,7 +542,7 @@ def test_deploying_immediately_starts_an_ab_test_against_the_control(organizatio
     assert (control.traffic_percentage, control.ab_test_group) == (80.0, RegisteredModel.ABTestGroup.CONTROL)
     experiment = Experiment.objects.get()
     assert (experiment.control, experiment.variant, experiment.status) == (control, variant, "running")
-    assert training_run_result(run)["deployed"] is True
+    assert training_run_result(run=run)["deployed"] is True
 
 
 def test_without_a_control_the_model_stays_ready_and_the_run_says_why(organization: Organization) -> None:
@@ -564,9 +557,9 @@ def test_without_a_control_the_model_stays_ready_and_the_run_says_why(organizati
 
 
 def test_the_weekly_training_starts_a_run_or_leaves_an_active_one(organization: Organization) -> None:
-    run = schedule_weekly_training(organization)
+    run = schedule_weekly_training(organization=organization)
     assert run is not None and run.triggered_by == TrainingRun.Trigger.SCHEDULE and run.actor_label == "system"
-    assert schedule_weekly_training(organization) is None
+    assert schedule_weekly_training(organization=organization) is None
     assert tasks.weekly_training(str(organization.pk)) is None
     assert tasks.weekly_training(None) is not None
 

@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import reverse
-from django_q.conf import Conf
 
 from tests.factories import OrganizationFactory
 from tests.training.conftest import WEBHOOK_SECRET
@@ -50,10 +49,8 @@ def test_the_route_is_named() -> None:
 def test_a_signed_success_event_advances_the_run_at_once(
     client: Client,
     training_run: TrainingRun,
-    monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    monkeypatch.setattr(Conf, "SYNC", True)
     finish_job_at_the_provider(training_run.provider_job_id)
     payload = webhook_event("fine_tuning.job.succeeded", training_run.provider_job_id)
     with django_capture_on_commit_callbacks(execute=True):
@@ -69,10 +66,8 @@ def test_a_signed_failure_event_fails_the_run_with_the_providers_error(
     client: Client,
     training_run: TrainingRun,
     fake_openai: FakeOpenAI,
-    monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    monkeypatch.setattr(Conf, "SYNC", True)
     fake_openai.fail_jobs("Training diverged.")
     finish_job_at_the_provider(training_run.provider_job_id)
     payload = webhook_event("fine_tuning.job.failed", training_run.provider_job_id)

@@ -18,13 +18,8 @@ from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry.selectors import organization_get
 from training.models import TrainingRun
-from training.services import (
-    error_message,
-    training_run_poll,
-    training_run_result,
-    training_run_start,
-    training_run_step,
-)
+from training.selectors import training_run_result
+from training.services import error_message, training_run_poll, training_run_start, training_run_step
 
 Status = TrainingRun.Status
 LOCAL_POLL_INTERVAL = 0.5
@@ -60,7 +55,7 @@ class Command(BaseCommand):
         if interval is None:
             interval = LOCAL_POLL_INTERVAL if run.provider == "local" else settings.TRAINING_POLL_INTERVAL
         run = self._drive(run, interval)
-        self.stdout.write(json.dumps(training_run_result(run), indent=2))
+        self.stdout.write(json.dumps(training_run_result(run=run), indent=2))
         if run.status in (Status.FAILED, Status.CANCELLED):
             raise CommandError(f"Training run {run.status}: {run.error}")
         self.stdout.write(self.style.SUCCESS(f"Training run {run.status}."))
@@ -88,7 +83,7 @@ class Command(BaseCommand):
         """Perform each step and poll the job until the run ends, printing each change."""
         shown = ""
         while run.is_active:
-            moved = training_run_poll(run) if run.status == Status.TRAINING else training_run_step(run)
+            moved = training_run_poll(run=run) if run.status == Status.TRAINING else training_run_step(run=run)
             run.refresh_from_db()
             line = progress(run)
             if line != shown:

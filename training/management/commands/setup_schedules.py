@@ -1,11 +1,9 @@
-"""Create or repair the django-q2 schedules of training (idempotent).
+"""Create or repair the django-q2 schedules of training and of the A/B tests (idempotent).
 
-- the seed's weekly training, ``0 2 * * 1`` (Mondays 02:00 UTC): for the global pool when
-  ``TRAINING_SCHEDULE_GLOBAL`` is on, and for each organization (id or slug) in
-  ``TRAINING_SCHEDULE_ORGANIZATIONS``; weekly schedules no longer configured are removed;
-- every ten minutes, ``resume_stuck_runs``: re-delivers runs whose task was lost in a crash;
-- daily, the A/B tests' automatic promotion (``registry.tasks.auto_promote_experiments``), which
-  applies decisions only when ``AB_TEST_AUTO_PROMOTE`` is on.
+The weekly training (``0 2 * * 1``, UTC) for the global pool and each organization the settings
+name, the ten-minute sweep that re-delivers lost runs, and the daily A/B auto-promotion (which
+applies decisions only when ``AB_TEST_AUTO_PROMOTE`` is on). Weekly schedules no longer
+configured are removed.
 """
 
 from typing import Any
@@ -17,7 +15,7 @@ from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry.experiments import ensure_auto_promote_schedule
 from registry.selectors import organization_get
-from training.services import training_schedules_ensure
+from training.schedules import training_schedules_ensure
 
 
 class Command(BaseCommand):

@@ -1,0 +1,169 @@
+"""Reads of training runs: the run's answer, the runs a caller may see, versions, examples, shutdowns.
+
+The run's answer is built here once: the API serializes all of it and ``run_training_cycle``
+prints the seed's part of it; the admin reads its provider dates here too.
+"""
+
+import re
+import uuid
+from typing import Any
+
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+
+from flywheel.auth import KeyPrincipal
+from registry.models import RegisteredModel, pool_key
+from training.datasets import dataset_counts
+from training.models import TrainingRun
+from training.providers import FineTuningProvider, ProviderError, get_provider
+
+Status = TrainingRun.Status
+
+FIRST_VERSION = (2, 1, 0)
+VERSION_NUMBERS = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+# Runs that keep their version: a failed or cancelled run leaves its version free for the next one.
+KEPT_VERSION_STATUSES = [*TrainingRun.ACTIVE_STATUSES, Status.SUCCEEDED]
+SHUTDOWN_CACHE_SECONDS = 6 * 3600
+SHUTDOWN_UNKNOWN_SECONDS = 600
+UNKNOWN = "unknown"
+
+
+# --- The run's answer ----------------------------------------------------------------------------
+
+
+def training_run_result(*, run: TrainingRun) -> dict[str, Any]:
+    """The seed's ``run_training_cycle`` answer for a run, whatever its state.
+
+    ``status`` is the seed's "success" for a succeeded run and the run's own status otherwise;
+    ``error`` carries the reason of a skipped, failed or cancelled run (or why a model was not
+    deployed).
+    """
+    return {
+        "status": "success" if run.status == Status.SUCCEEDED else run.status,
+        "run_id": str(run.pk),
+        "model_id": run.fine_tuned_model or None,
+        "model_version": run.model_version or None,
+        "registry_id": str(run.registered_model_id) if run.registered_model_id else None,
+        "job_id": run.provider_job_id or None,
+        "training_stats": {
+            "training_examples_count": run.examples_count,
+            "validation_examples_count": run.validation_examples_count,
+            "positive_examples": run.positive_examples,
+            "deals_in_training": run.deals_in_training,
+            "total_tokens": run.total_tokens,
+            "trained_tokens": run.trained_tokens,
+            "estimated_cost": str(run.estimated_cost),
+        },
+        "training_duration_seconds": run.training_duration_seconds,
+        "deployed": run.deployed,
+        "error": run.error or None,
+    }
+
+
+def training_run_answer(*, run: TrainingRun) -> dict[str, Any]:
+    """The run as the API shows it: the seed's result plus the run's parameters, state and times.
+
+    The values are Python's (UUIDs, datetimes); :class:`training.serializers.TrainingRunSerializer`
+    describes and renders them.
+    """
+    return {
+        **training_run_result(run=run),
+        "id": run.pk,
+        "run_status": run.status,
+        "organization_id": run.organization_id,
+        "method": run.method,
+        "min_quality_score": run.min_quality_score,
+        "deploy_immediately": run.deploy_immediately,
+        "ab_test_percentage": run.ab_test_percentage,
+        "triggered_by": run.triggered_by,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+
+
+# --- Which runs, which provider, when a base model shuts down ------------------------------------
+
+
+def training_runs_visible(*, user: Any) -> QuerySet[TrainingRun]:
+    """The runs a caller may see: its organization's for an API key, every run for staff."""
+    if isinstance(user, KeyPrincipal):
+        return TrainingRun.objects.filter(organization_id=user.organization.pk)
+    return TrainingRun.objects.all()
+
+
+def training_run_visible_get(*, user: Any, run_id: str) -> TrainingRun | None:
+    """The run with this id if the caller may see it; None for an unknown, foreign or malformed id."""
+    try:
+        return training_runs_visible(user=user).filter(pk=run_id).first()
+    except ValidationError:  # not a UUID
+        return None
+
+
+def training_run_of_job(*, user: Any, job_id: str) -> TrainingRun | None:
+    """The visible run that started the provider's job ``job_id``, if any."""
+    return training_runs_visible(user=user).filter(provider_job_id=job_id).exclude(provider_job_id="").first()
+
+
+def training_run_provider(*, run: TrainingRun) -> FineTuningProvider:
+    """The provider that runs this run's job (chosen at its start, whatever the setting says now)."""
+    return get_provider(run.provider or None)
+
+
+def base_model_shutdown_text(*, provider: str, model: str) -> str:
+    """The provider's shutdown date of a base model as text: a date, "none announced" or "unknown".
+
+    Cached (six hours; ten minutes when the provider could not answer), so a list of runs asks the
+    provider once per base model, and an unreachable provider does not slow every page.
+    """
+    key = f"training:shutdown:{provider}:{model}"
+    cached = cache.get(key)
+    if cached is not None:
+        return str(cached)
+    try:
+        shutdown = get_provider(provider).base_model_shutdown_date(model)
+    except (ProviderError, ValueError):
+        cache.set(key, UNKNOWN, SHUTDOWN_UNKNOWN_SECONDS)
+        return UNKNOWN
+    text = shutdown.isoformat() if shutdown else "none announced"
+    cache.set(key, text, SHUTDOWN_CACHE_SECONDS)
+    return text
+
+
+# --- Versions and examples -----------------------------------------------------------------------
+
+
+def next_version(*, organization_id: uuid.UUID | None) -> str:
+    """The pool's next version: the highest one with its minor number bumped (v2.1.0 → v2.2.0).
+
+    Counts registered models and runs that kept their version; the first version of a pool is
+    v2.1.0, as in the seed's timeline.
+    """
+    versions = list(RegisteredModel.objects.in_pool(organization_id).values_list("model_version", flat=True))
+    versions += TrainingRun.objects.filter(
+        pool=pool_key(organization_id), status__in=KEPT_VERSION_STATUSES
+    ).values_list("model_version", flat=True)
+    numbers = [tuple(int(part) for part in match.groups()) for match in map(VERSION_NUMBERS.match, versions) if match]
+    if not numbers:
+        return "v{}.{}.{}".format(*FIRST_VERSION)
+    major, minor, _ = max(numbers)
+    return f"v{major}.{minor + 1}.0"
+
+
+def version_taken(*, organization_id: uuid.UUID | None, version: str, run_pk: uuid.UUID | None = None) -> bool:
+    """Whether ``version`` names a registered model or another (non-failed) run of the pool."""
+    if RegisteredModel.objects.in_pool(organization_id).filter(model_version=version).exists():
+        return True
+    runs = TrainingRun.objects.filter(
+        pool=pool_key(organization_id), model_version=version, status__in=KEPT_VERSION_STATUSES
+    )
+    if run_pk is not None:
+        runs = runs.exclude(pk=run_pk)
+    return runs.exists()
+
+
+def training_run_eligible_examples(*, run: TrainingRun) -> int:
+    """How many examples the run's export would write (positives for SFT, pairs for DPO)."""
+    counts = dataset_counts(run.organization_id, run.min_quality_score)
+    return counts["dpo" if run.method == TrainingRun.Method.DPO else "sft"]

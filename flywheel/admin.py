@@ -1,3 +1,5 @@
+"""Admin for tenancy: organizations and their API keys."""
+
 from django.contrib import admin
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey

@@ -1,20 +1,17 @@
 """The project's domain errors and the one API exception handler that turns them into 4xx answers.
 
-Every 4xx answer has the same shape: ``{"error": {"code", "message", "details"}}``. This module
-also holds what the API needs to keep that promise: the JSON parser that lets Django's body-size
-limit apply (413 instead of reading any amount), and the schema of the error answer.
+Every 4xx answer has the same shape, ``{"error": {"code", "message", "details"}}``; the schema
+of that answer (:func:`error_responses`) lives here too, so that the promise is kept in one place.
 """
 
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from rest_framework import exceptions, parsers, serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 
@@ -90,61 +87,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         response.data = error_body(code, str(detail))
     return response
-
-
-class BoundedJSONParser(parsers.JSONParser):
-    """JSON bodies read through ``HttpRequest.body``, so Django's size limit applies.
-
-    DRF's own parser reads the raw stream, which skips ``DATA_UPLOAD_MAX_MEMORY_SIZE``: any body
-    would be read into memory. Reading ``body`` raises ``RequestDataTooBig`` (answered 413 by
-    :func:`exception_handler`) before a byte of an oversized body is read. orjson parses it: a
-    batch of 1,000 outcomes parses several times faster, and NaN or Infinity are refused.
-    """
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        request = (parser_context or {})["request"]
-        body = request._request.body
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
-
-
-class FiniteFloatField(serializers.FloatField):
-    """A float that refuses NaN and the infinities.
-
-    DRF's ``FloatField`` takes the strings "NaN" and "inf", and NaN passes every min/max check
-    (all comparisons with it are false), so it would reach a database CHECK constraint as a 500.
-    """
-
-    def to_internal_value(self, data: Any) -> float:
-        value = super().to_internal_value(data)
-        if value != value or value in (float("inf"), float("-inf")):
-            self.fail("invalid")
-        return value
-
-
-class PercentageField(FiniteFloatField):
-    """A share of traffic: above 0 and at most 100 (0 would deploy a model nobody is routed to)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        # No min_value: its validator would state an inclusive minimum in the schema.
-        super().__init__(max_value=100.0, **kwargs)
-
-    def to_internal_value(self, data: Any) -> float:
-        value = super().to_internal_value(data)
-        if value <= 0:
-            raise serializers.ValidationError("Must be above 0.")
-        return value
-
-
-class PercentageFieldSchema(OpenApiSerializerFieldExtension):
-    """The schema says what :class:`PercentageField` accepts: 0 itself is excluded."""
-
-    target_class = PercentageField
-
-    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
-        return {"type": "number", "format": "double", "minimum": 0, "exclusiveMinimum": True, "maximum": 100}
 
 
 # --- The error answer in the OpenAPI schema ------------------------------------------------------

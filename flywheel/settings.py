@@ -148,7 +148,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["flywheel.auth.IsOrganizationMember"],
-    "DEFAULT_PARSER_CLASSES": ["flywheel.errors.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["flywheel.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "flywheel.errors.exception_handler",
@@ -175,7 +175,7 @@ SPECTACULAR_SETTINGS = {
         "ABTestGroupEnum": "registry.models.RegisteredModel.ABTestGroup",
     },
 }
-# Bodies above this size are refused with 413 before they are read (flywheel.errors.BoundedJSONParser).
+# Bodies above this size are refused with 413 before they are read (flywheel.parsers.BoundedJSONParser).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=5 * 1024 * 1024)
 
 # --- Outcomes and training ---------------------------------------------------------------------

@@ -1,3 +1,9 @@
+"""Admin for outcome labels: filters by funnel stage and quality band, and curation.
+
+The funnel and the attribution of a label move only through events, so that model counters stay
+exact; staff curate labels (exclude, annotate, give an ideal text) through ``outcome_curate``.
+"""
+
 from typing import Any
 
 from django.contrib import admin

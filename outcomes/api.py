@@ -17,7 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from flywheel.auth import OrganizationScopeSerializer, organization_required, organization_scope
-from flywheel.errors import ApplicationError, FiniteFloatField, error_responses
+from flywheel.errors import ApplicationError, error_responses
+from flywheel.fields import FiniteFloatField
 from flywheel.models import Organization
 from outcomes.selectors import training_data_stats
 from outcomes.serializers import (

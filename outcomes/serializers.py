@@ -9,7 +9,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from flywheel.errors import FiniteFloatField
+from flywheel.fields import FiniteFloatField
 from outcomes.models import STAGES
 
 MAX_ITEMS = 1_000

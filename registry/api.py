@@ -22,7 +22,8 @@ from flywheel.auth import (
     organization_scope,
     request_actor,
 )
-from flywheel.errors import PercentageField, error_responses
+from flywheel.errors import error_responses
+from flywheel.fields import PercentageField
 from registry.experiments import promote_ab_test_winner
 from registry.models import RegisteredModel
 from registry.routing import choose_model

@@ -12,9 +12,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -24,23 +22,17 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from flywheel.admin_helpers import acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from training.datasets import dataset_counts
 from training.models import TrainingRun
 from training.selectors import base_model_shutdown_text
-from training.services import error_message, training_run_cancel, training_run_start
+from training.services import training_run_cancel, training_run_start
 
 RUN_NOW_TEMPLATE = "admin/training/trainingrun/run_now.html"
 CANCEL_TEMPLATE = "admin/training/trainingrun/confirm_cancel.html"
 PERMISSION = "training.run_training"
-
-
-def staff_user(request: HttpRequest) -> AbstractBaseUser:
-    """The signed-in user acting in the admin (the admin site lets no anonymous user this far)."""
-    if not isinstance(request.user, AbstractBaseUser):
-        raise PermissionDenied
-    return request.user
 
 
 def unix_time(value: Any) -> str:
@@ -211,22 +203,17 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
         """Ask for confirmation, then cancel each run (and its provider job)."""
         runs = list(queryset.select_related("organization"))
         if "confirm" not in request.POST:
-            context = {
-                **self.admin_site.each_context(request),
-                "title": "Cancel training runs",
-                "opts": self.opts,
-                "runs": runs,
-                "active": [run for run in runs if run.is_active],
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            }
-            return TemplateResponse(request, CANCEL_TEMPLATE, context)
+            active = [run for run in runs if run.is_active]
+            return confirmation_page(
+                self, request, template=CANCEL_TEMPLATE, title="Cancel training runs", runs=runs, active=active
+            )
         cancelled = 0
         for run in runs:
             try:
-                training_run_cancel(run=run, actor=staff_user(request), reason=request.POST.get("reason", ""))
+                training_run_cancel(run=run, actor=acting_user(request), reason=request.POST.get("reason", ""))
                 cancelled += 1
             except ApplicationError as error:
-                self.message_user(request, f"{run}: {error.message}", messages.ERROR)
+                self.message_user(request, f"{run}: {error_text(error)}", messages.ERROR)
         self.message_user(request, f"{cancelled} training run(s) cancelled.", messages.SUCCESS)
         return None
 
@@ -247,10 +234,10 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
         if "confirm" not in request.POST:
             return self.run_now_page(request, form, confirming=True)
         try:
-            actor = staff_user(request)
+            actor = acting_user(request)
             run = training_run_start(**form.cleaned_data, triggered_by=TrainingRun.Trigger.ADMIN, actor=actor)
         except (ApplicationError, ValidationError) as error:
-            self.message_user(request, error_message(error), messages.ERROR)
+            self.message_user(request, error_text(error), messages.ERROR)
             return self.run_now_page(request, form, confirming=False)
         self.message_user(request, f"Training run {run.pk} started for {run.organization or 'the global pool'}.")
         return HttpResponseRedirect(reverse("admin:training_trainingrun_change", args=[run.pk]))
@@ -258,9 +245,6 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
     def run_now_page(self, request: HttpRequest, form: "RunNowForm", *, confirming: bool) -> TemplateResponse:
         """The form, or (``confirming``) the summary of what would train with a start button."""
         context: dict[str, Any] = {
-            **self.admin_site.each_context(request),
-            "title": "Run training cycle now",
-            "opts": self.opts,
             "form": form,
             "confirming": confirming,
             "provider": settings.FINE_TUNING_PROVIDER,
@@ -272,7 +256,7 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
             organization = data["organization"]
             context["counts"] = dataset_counts(organization.pk if organization else None, data["min_quality_score"])
             context["pool"] = str(organization) if organization else "the global pool (every organization)"
-        return TemplateResponse(request, RUN_NOW_TEMPLATE, context)
+        return confirmation_page(self, request, template=RUN_NOW_TEMPLATE, title="Run training cycle now", **context)
 
 
 class RunNowForm(forms.Form):

@@ -17,7 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from flywheel.auth import IsOps, OrganizationScopeSerializer, organization_scope, request_actor
-from flywheel.errors import FiniteFloatField, NotFound, PercentageField, error_responses
+from flywheel.errors import NotFound, error_responses
+from flywheel.fields import FiniteFloatField, PercentageField
 from registry.services import VERSION_PATTERN
 from training.models import TrainingRun
 from training.selectors import training_run_answer, training_run_of_job, training_run_provider, training_run_visible_get

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
-from flywheel.auth import forget_verified_keys
+from flywheel.keycache import forget_verified_keys
 from flywheel.models import Organization, OrganizationAPIKey
 from registry import routing
 from tests.factories import OrganizationFactory, UserFactory, make_api_key

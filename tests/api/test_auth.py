@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from flywheel import auth
+from flywheel import auth, keycache
 from flywheel.models import OrganizationAPIKey
 from tests.api.conftest import Tenant, assert_error, key_client
 from tests.factories import UserFactory
@@ -112,17 +112,17 @@ def test_a_remembered_key_costs_one_query(tenant: Tenant, django_assert_num_quer
 
 def test_a_remembered_key_is_verified_again_after_its_time(tenant: Tenant, monkeypatch: Any) -> None:
     tenant.agent.get("/training/models")
-    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", -1.0)
-    auth.forget_verified_keys()
+    monkeypatch.setattr(keycache, "KEY_CACHE_SECONDS", -1.0)
+    keycache.forget_verified_keys()
     tenant.agent.get("/training/models")
-    (entry,) = auth._verified.values()
+    (entry,) = keycache._verified.values()
     assert entry.key_id == stored_key(tenant).pk
 
 
 def test_the_cache_never_holds_the_secret(tenant: Tenant) -> None:
     tenant.agent.get("/training/models")
-    (digest,) = auth._verified
-    assert tenant.agent_key not in digest and tenant.agent_key.partition(".")[2] not in repr(auth._verified)
+    (digest,) = keycache._verified
+    assert tenant.agent_key not in digest and tenant.agent_key.partition(".")[2] not in repr(keycache._verified)
 
 
 def test_staff_sessions_are_accepted(staff: APIClient) -> None:

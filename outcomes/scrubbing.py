@@ -31,6 +31,7 @@ from functools import lru_cache
 MIN_VALUE_LENGTH = 2
 MIN_PHONE_DIGITS = 7
 MAX_PHONE_DIGITS = 15  # E.164
+MANY_OCCURRENCES = 32  # above it, names are replaced by one compiled pattern
 
 FIRST_NAME = "{{first_name}}"
 LAST_NAME = "{{last_name}}"
@@ -172,17 +173,24 @@ def _replace_values(text: str, values: tuple[tuple[str, str], ...]) -> str:
     values = tuple(item for item in values if item[0] in lowered)
     if not values:
         return text
-    if len(lowered) != len(text):
-        # A few characters (e.g. "İ") change length when lower-cased, so offsets would drift.
+    if len(lowered) != len(text) or sum(lowered.count(value) for value, _ in values) > MANY_OCCURRENCES:
+        # A few characters (e.g. "İ") change length when lower-cased, so offsets would drift; and
+        # a name found very often is cheaper to replace in one compiled pass.
         return _replace_values_with_regex(text, values)
-    taken = [match.span() for match in _PLACEHOLDER.finditer(text)] if "{{" in text else []
+    # One mark per character already claimed (by a placeholder or a longer value): checking a
+    # candidate costs its own length, so the pass stays linear in the text however often a name
+    # occurs.
+    claimed = bytearray(len(text))
+    if "{{" in text:
+        for match in _PLACEHOLDER.finditer(text):
+            claimed[match.start() : match.end()] = b"\x01" * (match.end() - match.start())
     found: list[tuple[int, int, str]] = []
     for value, placeholder in values:
         start = lowered.find(value)
         while start != -1:
             end = start + len(value)
-            if _is_whole_word(lowered, start, end) and not _overlaps(taken, start, end):
-                taken.append((start, end))
+            if _is_whole_word(lowered, start, end) and 1 not in claimed[start:end]:
+                claimed[start:end] = b"\x01" * len(value)
                 found.append((start, end, placeholder))
             start = lowered.find(value, start + 1)
     return _splice(text, found) if found else text
@@ -199,10 +207,6 @@ def _is_whole_word(text: str, start: int, end: int) -> bool:
     return not (before and _is_word_char(before)) and not (after and _is_word_char(after))
 
 
-def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
-    return any(start < taken_end and taken_start < end for taken_start, taken_end in spans)
-
-
 def _splice(text: str, found: list[tuple[int, int, str]]) -> str:
     pieces: list[str] = []
     position = 0
@@ -214,7 +218,7 @@ def _splice(text: str, found: list[tuple[int, int, str]]) -> str:
 
 
 def _replace_values_with_regex(text: str, values: tuple[tuple[str, str], ...]) -> str:
-    """The slow, exact path for text whose lower-case form has a different length."""
+    """One compiled alternation: for text whose lower-case form has another length, or many names."""
     placeholders = dict(values)
     alternatives = "|".join(r"\s+".join(map(re.escape, value.split())) for value, _ in values)
     pattern = re.compile(rf"({_PLACEHOLDER.pattern})|(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)

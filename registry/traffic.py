@@ -17,18 +17,21 @@ K = TypeVar("K", bound=Hashable)
 PLACES = 4
 TOLERANCE = 1e-6
 FULL = 100.0
+MIN_SHARE = 0.01  # one routing bucket in 10,000: a deployed model never serves less
 
 
 def clean_percentage(value: float, *, allow_full: bool = True) -> float:
-    """A traffic percentage rounded to :data:`PLACES`, refused unless ``0 < value <= 100``.
+    """A traffic percentage rounded to :data:`PLACES`, refused unless ``MIN_SHARE <= value <= 100``.
 
-    Zero is refused because a deployed model without traffic would be invisible to routing yet
+    Less is refused because a deployed model without traffic would be invisible to routing yet
     still count as deployed; archive it instead.
     """
     rounded = round(float(value), PLACES)
-    if not 0 < rounded <= FULL or (rounded == FULL and not allow_full):
+    if not MIN_SHARE <= rounded <= FULL or (rounded == FULL and not allow_full):
         upper = "100" if allow_full else "below 100"
-        raise ApplicationError(f"Traffic must be above 0 and at most {upper} %, not {value}.", code="invalid_traffic")
+        raise ApplicationError(
+            f"Traffic must be at least {MIN_SHARE} and at most {upper} %, not {value}.", code="invalid_traffic"
+        )
     return rounded
 
 
@@ -66,7 +69,15 @@ def plan_deploy(current: Mapping[K, float], target: K, traffic: float) -> dict[K
             f"Nothing else is deployed in this pool, so this model must take 100 % of its traffic, not {traffic} %.",
             code="pool_needs_full_traffic",
         )
-    return {**rescale(others, FULL - traffic), target: traffic}
+    plan = {**rescale(others, FULL - traffic), target: traffic}
+    starved = sorted(str(key) for key, share in plan.items() if share < MIN_SHARE)
+    if starved:
+        raise ApplicationError(
+            f"This change would leave {', '.join(starved)} with less than {MIN_SHARE} % of the traffic; "
+            "archive it first, or choose a smaller share.",
+            code="share_too_small",
+        )
+    return plan
 
 
 def plan_remove(current: Mapping[K, float], target: K) -> dict[K, float]:

@@ -31,3 +31,15 @@ def test_check_deploy_reports_nothing_with_the_documented_production_variables()
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_the_documented_redis_broker_and_cache_load_their_client_library() -> None:
+    script = (
+        "from django.core.cache import caches; from django_q.brokers import get_broker; "
+        "print(type(get_broker()).__name__, type(caches['default']).__name__)"
+    )
+    result = manage(
+        "shell", "-v", "0", "-c", script, REDIS_URL="redis://127.0.0.1:9/0", CACHE_URL="redis://127.0.0.1:9/1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["Redis", "RedisCache"]

@@ -21,6 +21,26 @@ class BoundedJSONParser(parsers.JSONParser):
         request = (parser_context or {})["request"]
         body = request._request.body
         try:
-            return orjson.loads(body)
+            data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
+        # JSON can only carry a NUL as the escape \u0000; look closer only when that is present.
+        if b"\\u0000" in body and holds_nul(data):
+            raise exceptions.ParseError("JSON parse error - strings may not contain NUL (\\u0000) characters.")
+        return data
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether any string in a parsed JSON value, keys included, contains a NUL character."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

@@ -62,3 +62,23 @@ def test_an_unreachable_database_answers_503_with_retry_after() -> None:
     status, retry_after, body = json.loads(result.stdout.strip().splitlines()[-1])
     assert (status, retry_after) == (503, "30")
     assert body["error"]["code"] == "unavailable"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"external_id": "m-1", "body": "hi\\u0000there"}',
+        b'{"external_id": "m-1", "body": "hi", "extra": {"k\\u0000": 1}}',
+        b'[{"external_id": "a\\u0000", "type": "opened"}]',
+    ],
+)
+def test_a_nul_character_anywhere_in_a_json_body_answers_400(body: bytes) -> None:
+    tenant = make_tenant()
+    path = "/api/outcomes/events" if body.startswith(b"[") else "/api/outcomes"
+    assert_error(tenant.agent.post(path, body, content_type="application/json"), 400, "parse_error")
+
+
+def test_an_escaped_backslash_before_u0000_is_ordinary_text() -> None:
+    tenant = make_tenant()
+    body = b'{"external_id": "m-1", "body": "a literal \\\\u0000 in text"}'
+    assert tenant.agent.post("/api/outcomes", body, content_type="application/json").status_code in (200, 201)

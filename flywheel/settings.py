@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "flywheel",
     "registry",
     "outcomes",
+    "experiments",
     "training",
 ]
 

@@ -1,9 +1,9 @@
-"""How often the A/B test promotes: the sequential test of ``registry.stats`` against the seed's rule.
+"""How often the A/B test promotes: the sequential test of ``experiments.stats`` against the seed's rule.
 
 Usage: ``python bench/ab_simulation.py [--replicates N] [--seed S] [--check M]`` (default 10,000
 replicates, a fixed seed, and ``decide()`` re-run on 200 replicates per scenario).
 
-The scenario is the registry's default design: a 90/10 split with 1,000 variant (and 9,000
+The scenario is the experiments' default design: a 90/10 split with 1,000 variant (and 9,000
 control) messages a week, looked at weekly for 8 weeks. The control replies to 10 % of messages,
 books a meeting from 4 % and closes 2 %; the funnel is nested, so each arm's week is one
 multinomial draw of {no reply, reply only, reply and meeting, deal}. The variant is the same (A/A),
@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-# Runnable as a plain script from anywhere: the project root makes ``registry`` importable.
+# Runnable as a plain script from anywhere: the project root makes ``experiments`` importable.
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from registry.stats import (  # noqa: E402
+from experiments.stats import (  # noqa: E402
     CLOSE_WEIGHT,
     FIRST_DECISION_LOOK,
     MEETING_WEIGHT,
@@ -128,11 +128,11 @@ def arm_counts(cum: Counts) -> tuple[Counts, Counts, Counts, Counts]:
     return cum.sum(axis=-1), replies, meetings, deals
 
 
-# --- The sequential test in numpy (the formulas of registry.stats) ------------------------------
+# --- The sequential test in numpy (the formulas of experiments.stats) ---------------------------
 
 
 def value_mean_and_variance(cum: Counts) -> tuple[Floats, Floats]:
-    """The mean and variance of per-message value, as ``registry.stats.value_mean_and_variance``."""
+    """The mean and variance of per-message value, as ``experiments.stats.value_mean_and_variance``."""
     n, replies, meetings, deals = arm_counts(cum)
     mean = CLOSE_WEIGHT * (deals / n) + MEETING_WEIGHT * (meetings / n) + REPLY_WEIGHT * (replies / n)
     second = (
@@ -176,7 +176,7 @@ def srm_stopped(control: Counts, variant: Counts) -> Flags:
 
 
 def boundaries() -> Floats:
-    """The O'Brien-Fleming boundary at looks 1..LOOKS, from ``registry.stats``."""
+    """The O'Brien-Fleming boundary at looks 1..LOOKS, from ``experiments.stats``."""
     return np.array([obf_boundary(look, LOOKS) for look in range(1, LOOKS + 1)], dtype=np.float64)
 
 

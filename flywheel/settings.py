@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "flywheel",
     "registry",
     "outcomes",
+    "experiments",
     "training",
 ]
 

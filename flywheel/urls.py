@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("outcomes.urls")),
     path("", include("registry.urls")),
+    path("", include("experiments.urls")),
     path("", include("training.urls")),
 ]

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Count, F, IntegerField, Q, Value, When, Window
+from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When, Window
 from django.db.models.functions import Coalesce, NullIf, RowNumber
 from django.utils import timezone
 
@@ -115,3 +115,31 @@ def training_data_stats(
         "meetings_booked": counts["meetings_booked"],
         "replies": counts["replies"],
     }
+
+
+def arm_counts(
+    *, model_ids: list[uuid.UUID], sent_from: datetime.datetime, sent_before: datetime.datetime
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """Each model's messages sent in ``[sent_from, sent_before)`` and how many reached each stage.
+
+    One aggregate query over every organization's labels (an A/B test's arms): ``messages``,
+    ``replies``, ``meetings`` (booked), ``deals``, ``unsubscribes`` as integers and ``revenue``
+    (the value of the closed deals) as a float. Models with no such message are absent.
+    """
+    reached = {
+        "replies": "replied_at",
+        "meetings": "meeting_booked_at",
+        "deals": "deal_closed_at",
+        "unsubscribes": "unsubscribed_at",
+    }
+    rows = (
+        OutcomeLabel.objects.filter(model_id__in=model_ids, sent_at__gte=sent_from, sent_at__lt=sent_before)
+        .order_by()
+        .values("model_id")
+        .annotate(
+            messages=Count("id"),
+            **{name: Count("id", filter=Q(**{f"{column}__isnull": False})) for name, column in reached.items()},
+            revenue=Sum("deal_value", filter=Q(deal_closed_at__isnull=False)),
+        )
+    )
+    return {row.pop("model_id"): {**row, "revenue": float(row["revenue"] or 0)} for row in rows}

@@ -1,4 +1,4 @@
-"""The registry's endpoints: routing for agents; models, leaderboard and deployment for ML ops.
+"""The registry's endpoints: routing for agents; models and the leaderboard for ML ops.
 
 Every read is scoped by :func:`flywheel.auth.organization_scope`: a key sees its organization's
 models and the global ones; another organization's ids answer 404 like missing ones. Global
@@ -7,29 +7,18 @@ models are changed only by staff holding ``registry.deploy_model``.
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from flywheel.auth import (
-    IsOps,
-    KeyPrincipal,
-    OrganizationScopeSerializer,
-    organization_required,
-    organization_scope,
-    request_actor,
-)
+from flywheel.auth import KeyPrincipal, OrganizationScopeSerializer, organization_required, organization_scope
 from flywheel.errors import error_responses
-from flywheel.fields import PercentageField
-from registry.experiments import promote_ab_test_winner
 from registry.models import RegisteredModel
 from registry.routing import choose_model
 from registry.selectors import leaderboard, model_get, models_list
 from registry.serializers import LeaderboardEntrySerializer, RegisteredModelSerializer
-from registry.services import model_deploy
 
 DEPLOY_PERMISSION = "registry.deploy_model"
 
@@ -151,93 +140,3 @@ def deployable_model(request: Request, registry_id: str) -> RegisteredModel:
             raise exceptions.PermissionDenied(f"Global models are changed only by staff with {DEPLOY_PERMISSION}.")
         return model
     return model_get(registry_id=registry_id)
-
-
-REGISTRY_ID = OpenApiParameter("registry_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
-
-
-class ModelDeployApi(APIView):
-    """``POST /training/deploy/{registry_id}``: deploy a model at a share of its pool's traffic.
-
-    At 100 % the other deployed models are archived; below, they keep their proportions of the
-    rest. Ops keys and staff with ``registry.deploy_model``.
-    """
-
-    permission_classes = [IsOps]
-    staff_permission = DEPLOY_PERMISSION
-
-    @extend_schema_serializer(component_name="Deploy")
-    class InputSerializer(serializers.Serializer):
-        traffic_percentage = PercentageField(default=100.0)
-        ab_test_group = serializers.ChoiceField(
-            choices=RegisteredModel.ABTestGroup.choices, default=RegisteredModel.ABTestGroup.CONTROL
-        )
-        reason = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
-
-    @extend_schema(
-        operation_id="training_deploy",
-        parameters=[REGISTRY_ID],
-        request=InputSerializer,
-        responses={200: RegisteredModelSerializer, **error_responses(404, 409, 413, 415)},
-        examples=[
-            OpenApiExample(
-                "Full traffic", value={"traffic_percentage": 100.0, "ab_test_group": "control"}, request_only=True
-            )
-        ],
-        summary="Deploy a model to production",
-    )
-    def post(self, request: Request, registry_id: str) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        model = deployable_model(request, registry_id)
-        model = model_deploy(model=model, actor=request_actor(request), **data.validated_data)
-        return Response(RegisteredModelSerializer(model).data)
-
-
-class PromoteWinnerApi(APIView):
-    """``POST /training/promote-winner``: evaluate the pool's running A/B test and apply its decision.
-
-    The variant is promoted to 100 % only when the sequential test says the difference is real;
-    when undecided nothing moves and the answer says why. Ops keys act on their organization;
-    staff with ``registry.deploy_model`` on any organization or, without one, the global pool.
-    """
-
-    permission_classes = [IsOps]
-    staff_permission = DEPLOY_PERMISSION
-
-    @extend_schema_serializer(component_name="PromoteWinner")
-    class InputSerializer(OrganizationScopeSerializer):
-        pass
-
-    @extend_schema_serializer(component_name="PromotionResult")
-    class OutputSerializer(serializers.Serializer):
-        winner = serializers.ChoiceField(choices=["variant", "control"], allow_null=True)
-        winner_id = serializers.UUIDField(allow_null=True)
-        improvement_percentage = serializers.FloatField(allow_null=True)
-        control_score = serializers.FloatField()
-        variant_score = serializers.FloatField()
-        promote = serializers.BooleanField(help_text="Whether the test says the variant is really better.")
-        action = serializers.ChoiceField(choices=["promoted", "rolled_back", "stopped", "none"])
-        z = serializers.FloatField(allow_null=True)
-        boundary = serializers.FloatField(allow_null=True, help_text="The O'Brien-Fleming z boundary at this look.")
-        srm_p_value = serializers.FloatField(allow_null=True, help_text="Sample-ratio mismatch check.")
-        look = serializers.IntegerField()
-        planned_looks = serializers.IntegerField()
-        stopped = serializers.BooleanField()
-        reasons = serializers.ListField(child=serializers.CharField())
-        additional_messages_needed = serializers.IntegerField(allow_null=True)
-        experiment_id = serializers.UUIDField()
-        experiment_status = serializers.CharField()
-
-    @extend_schema(
-        operation_id="training_promote_winner",
-        request=InputSerializer,
-        responses={200: OutputSerializer, **error_responses(404, 409, 413, 415)},
-        summary="Promote the A/B test winner to 100 % traffic",
-    )
-    def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        organization = organization_scope(request, data.validated_data.get("organization_id"))
-        answer = promote_ab_test_winner(organization=organization, actor=request_actor(request))
-        return Response(self.OutputSerializer(answer).data)

@@ -1,7 +1,6 @@
-"""The model registry (the seed's ``model_registry`` table), its audit trail and A/B experiments."""
+"""The model registry (the seed's ``model_registry`` table), its audit trail and its SQL views."""
 
 import uuid
-from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -204,55 +203,6 @@ class ModelEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} {self.model_id} at {self.created_at:%Y-%m-%d %H:%M}"
-
-
-class Experiment(models.Model):
-    """An A/B test of a variant model against the control, decided by a sequential test."""
-
-    class Status(models.TextChoices):
-        RUNNING = "running", "Running"
-        DECIDED = "decided", "Decided"
-        STOPPED = "stopped", "Stopped"
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    organization = models.ForeignKey(
-        "flywheel.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="experiments"
-    )
-    pool = models.CharField(max_length=64, editable=False)
-    control = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="experiments_as_control")
-    variant = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="experiments_as_variant")
-    planned_variant_share = models.FloatField(default=0.1)
-    planned_looks = models.PositiveSmallIntegerField(default=8)
-    look_interval_days = models.PositiveSmallIntegerField(default=7)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
-    started_at = models.DateTimeField(auto_now_add=True)
-    ended_at = models.DateTimeField(null=True, blank=True)
-    winner = models.ForeignKey(
-        RegisteredModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="experiments_won"
-    )
-    # The latest decision (registry.stats.Decision.as_dict()) and the statistic at each look.
-    decision = models.JSONField(default=dict, blank=True)
-    looks = models.JSONField(default=list, blank=True)
-
-    class Meta:
-        ordering = ["-started_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["pool"], condition=Q(status="running"), name="experiment_one_running_per_pool"
-            ),
-            models.CheckConstraint(
-                condition=Q(planned_variant_share__gt=0) & Q(planned_variant_share__lt=1),
-                name="experiment_share_between_0_and_1",
-            ),
-            models.CheckConstraint(condition=~Q(control=F("variant")), name="experiment_arms_differ"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.control} vs {self.variant}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.pool = pool_key(self.organization_id)
-        super().save(*args, **kwargs)
 
 
 # --- SQL views (created by migration 0002_views), read-only -----------------------------------

@@ -1,4 +1,4 @@
-"""Reads of the model registry for lists, the leaderboard, the admin and (later) the API."""
+"""Reads of the model registry for lists, the leaderboard, the admin and the API."""
 
 import contextlib
 import uuid

@@ -20,9 +20,9 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from experiments.services import model_deploy_or_start_test
 from flywheel.errors import ApplicationError, Conflict
 from flywheel.models import Organization
-from registry.experiments import experiment_start
 from registry.models import RegisteredModel, pool_key
 from registry.services import VERSION_PATTERN, Actor, actor_fields
 from training.models import TrainingRun
@@ -301,12 +301,14 @@ def _step_deploy(*, run: TrainingRun, claim: Claim) -> bool:
 def start_ab_test(*, model: RegisteredModel, percentage: float, actor: Actor, run: TrainingRun) -> None:
     """The one place a training run deploys its model: an A/B experiment against the pool's control.
 
-    Through :func:`registry.experiments.experiment_start`, so the test has its experiment row and
-    is decided by the registry's sequential test. Raises :class:`Conflict` when the registry
-    refuses (no control deployed, a test already running).
+    Through :func:`experiments.services.model_deploy_or_start_test`, so the test has its
+    experiment row and is decided by the sequential test. Raises :class:`Conflict` when it is
+    refused (no control deployed, a test already running).
     """
     reason = f"training run {run.pk}: A/B test at {percentage} %"
-    experiment_start(variant=model, variant_traffic=percentage, actor=actor, reason=reason)
+    model_deploy_or_start_test(
+        model=model, traffic_percentage=percentage, actor=actor, reason=reason, require_test=True
+    )
 
 
 STEPS: dict[str, Step] = {

@@ -74,18 +74,10 @@ def model_deploy(
 
     At 100 % the previously deployed models are archived; below, they keep their proportions of
     the remaining traffic. Failed, archived and still-training models are refused, and so is a
-    share below 100 % in a pool where nothing else is deployed. A new model deployed as a variant
-    beside a single control starts an A/B test with its experiment (``experiment_start_on_deploy``).
+    share below 100 % in a pool where nothing else is deployed. A plain traffic change: A/B tests
+    start in the experiments app, which calls this service for every other deploy.
     """
     _check_group(ab_test_group)
-    # Imported here: registry.experiments builds on this module.
-    from registry.experiments import experiment_start_on_deploy
-
-    test = experiment_start_on_deploy(
-        model=model, traffic_percentage=traffic_percentage, ab_test_group=ab_test_group, actor=actor, reason=reason
-    )
-    if test is not None:
-        return model
     deployed = lock_target(model, lock_pool(model.organization_id))
     check_deployable(model)
     plan = traffic.plan_deploy({row.pk: row.traffic_percentage for row in deployed}, model.pk, traffic_percentage)
@@ -110,9 +102,10 @@ def model_promote(*, model: RegisteredModel, actor: Actor = None, reason: str = 
 def model_start_ab_test(
     *, variant: RegisteredModel, variant_traffic: float = 10.0, actor: Actor = None, reason: str = ""
 ) -> RegisteredModel:
-    """Start an A/B test: ``variant`` takes ``variant_traffic`` % as variant A, the deployed become control.
+    """Split a pool for an A/B test: ``variant`` takes ``variant_traffic`` % as variant A, the rest is control.
 
     The pool must already serve traffic (the control) and the variant must not be deployed yet.
+    The traffic half of starting a test: the experiments app calls it with the experiment's row.
     """
     share = traffic.clean_percentage(variant_traffic, allow_full=False)
     deployed = lock_target(variant, lock_pool(variant.organization_id))

@@ -35,6 +35,14 @@ def _training_stats(stats: dict[str, int] | None) -> dict[str, int]:
     return {name: int(value) for name, value in stats.items()}
 
 
+def _check_registration(*, model_version: str, status: str) -> None:
+    """Refuse a version that is not ``vX.Y.Z`` and a status other than ready or training."""
+    if not VERSION_PATTERN.match(model_version):
+        raise ValidationError({"model_version": f"{model_version!r} is not a version like v2.1.0."})
+    if status not in (Status.READY, Status.TRAINING):
+        raise ValidationError({"status": "A model is registered as ready or training; deploy it afterwards."})
+
+
 @transaction.atomic
 def model_register(
     *,
@@ -59,10 +67,7 @@ def model_register(
         existing = RegisteredModel.objects.filter(training_run_id=training_run_id).first()
         if existing is not None:
             return existing
-    if not VERSION_PATTERN.match(model_version):
-        raise ValidationError({"model_version": f"{model_version!r} is not a version like v2.1.0."})
-    if status not in (Status.READY, Status.TRAINING):
-        raise ValidationError({"status": "A model is registered as ready or training; deploy it afterwards."})
+    _check_registration(model_version=model_version, status=status)
     model = RegisteredModel(
         model_id=model_id,
         model_version=model_version,

@@ -217,6 +217,6 @@ def test_the_leaderboard_page_reads_the_view_for_a_pool(
     assert "v1.0.0" in seasoned.content.decode()
 
 
-@pytest.mark.parametrize("name", ["modelevent", "experiment"])
+@pytest.mark.parametrize("name", ["registry_modelevent", "experiments_experiment"])
 def test_the_audit_and_experiment_lists_open(admin_client: Client, control: RegisteredModel, name: str) -> None:
-    assert admin_client.get(reverse(f"admin:registry_{name}_changelist")).status_code == 200
+    assert admin_client.get(reverse(f"admin:{name}_changelist")).status_code == 200

@@ -13,9 +13,10 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
+from experiments.models import Experiment
 from flywheel.errors import Conflict
 from flywheel.models import Organization
-from registry.models import Experiment, RegisteredModel
+from registry.models import RegisteredModel
 from registry.services import model_deploy, model_register
 from tests.factories import OrganizationFactory, UserFactory
 from tests.training.factories import TrainingRunFactory

@@ -11,9 +11,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from experiments.services import ensure_auto_promote_schedule
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
-from registry.experiments import ensure_auto_promote_schedule
 from registry.selectors import organization_get
 from training.schedules import training_schedules_ensure
 

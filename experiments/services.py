@@ -1,31 +1,9 @@
-"""A/B experiments: start one, count its arms, evaluate it at each look and apply the decision.
+"""Every write to A/B experiments: deploying beside a control, starting, evaluating, applying the decision.
 
-An experiment compares one control with one variant in a traffic pool (an organization's, or the
-global one); at most one runs per pool. :func:`experiment_start` is the only way an A/B test
-starts, so every test has its experiment. :func:`promote_ab_test_winner` (the seed's name; the
-admin action, the ``promote_winner`` command and ``POST /training/promote-winner`` call it)
-evaluates the running experiment and applies what the test decided, through the registry's
-services, in one transaction. :func:`experiments_auto_promote` does the same for every running
-experiment on the daily schedule when ``AB_TEST_AUTO_PROMOTE`` is on.
-
-**Where the counts come from.** The arms' counts need outcome labels, which belong to the
-``outcomes`` app above the registry. The registry does not import it: the counts are one aggregate
-query through the reverse relation ``RegisteredModel.outcomes`` that ``outcomes.OutcomeLabel.model``
-declares. That names the label columns it reads (``sent_at``, ``replied_at``,
-``meeting_booked_at``, ``deal_closed_at``, ``deal_value``, ``unsubscribed_at``) in a query, not
-in an import, just as outcomes names ``"registry.RegisteredModel"`` in its foreign key. It keeps
-the read on the ORM (the same on SQLite and PostgreSQL) and avoids a registration hook that
-could be missing at run time; the tests of this module pin the columns.
-
-**Looks.** Look *k* reads the messages sent during the first *k* intervals
-(``look_interval_days``, a week) of the experiment, and it is taken once all of them have matured
-(``OUTCOME_MATURATION_DAYS`` after the last was sent): the look number is the count of whole
-intervals between ``started_at`` and ``now - OUTCOME_MATURATION_DAYS``, capped at
-``planned_looks``. So each look sees *k* intervals of matured messages, as the sequential
-boundary and ``bench/ab_simulation.py`` assume, and evaluating again during the same look (the
-schedule runs daily) reads the same messages instead of adding looks the boundary was not
-planned for; only outcomes that are reported late can still move a look, whose entry in
-``Experiment.looks`` is then updated in place. After the last look the data stop growing.
+An experiment compares one control with one variant in a traffic pool; at most one runs per
+pool. Traffic moves only through the registry's services, in the same transaction as the
+experiment row; :func:`promote_ab_test_winner` (the seed's name) applies what the sequential
+test of :mod:`experiments.stats` decided.
 """
 
 import datetime
@@ -35,25 +13,74 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django_q.models import Schedule
 
-from flywheel.errors import ApplicationError, Conflict, NotFound
+from experiments.models import Experiment
+from experiments.selectors import experiment_decision, experiment_running_in_pool, running_experiment
+from experiments.stats import Decision
+from flywheel.errors import ApplicationError, Conflict
 from flywheel.models import Organization
-from registry.models import Experiment, ModelEvent, RegisteredModel, pool_key
-from registry.services import Actor, dry_run, model_archive, model_promote, model_set_traffic, model_start_ab_test
-from registry.stats import ArmCounts, Decision, decide
+from registry.models import ModelEvent, RegisteredModel, pool_key
+from registry.services import (
+    Actor,
+    dry_run,
+    model_archive,
+    model_deploy,
+    model_promote,
+    model_set_traffic,
+    model_start_ab_test,
+)
 
 logger = logging.getLogger(__name__)
 
 Status = Experiment.Status
 Deployed = RegisteredModel.Status.DEPLOYED
+Group = RegisteredModel.ABTestGroup
 AUTO_PROMOTE_SCHEDULE = "registry: auto-promote A/B test winners"
+AUTO_PROMOTE_TASK = "experiments.tasks.auto_promote_experiments"
 RUNNING_ALREADY = "An A/B test is already running in this pool; promote or stop it first."
 
 
-# --- Starting -----------------------------------------------------------------------------------
+# --- Deploying and starting ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def model_deploy_or_start_test(
+    *,
+    model: RegisteredModel,
+    traffic_percentage: float = 100.0,
+    ab_test_group: str = Group.CONTROL,
+    actor: Actor = None,
+    reason: str = "",
+    require_test: bool = False,
+) -> RegisteredModel:
+    """Deploy ``model``, starting its A/B test with its experiment when the deploy is one.
+
+    The one entry point for deploying a model beside a control (admin, API, command, training
+    run). A deploy is an A/B test when it puts a model that is not deployed yet into a variant
+    group, below 100 %, beside a pool's single deployed model, with no test running there; any
+    other deploy is the registry's plain :func:`~registry.services.model_deploy`. With
+    ``require_test`` the deploy must start a test, and is refused (:class:`Conflict`) if it cannot.
+    """
+    if require_test or _starts_test(model=model, traffic_percentage=traffic_percentage, group=ab_test_group):
+        experiment_start(variant=model, variant_traffic=traffic_percentage, actor=actor, reason=reason)
+        return model
+    return model_deploy(
+        model=model, traffic_percentage=traffic_percentage, ab_test_group=ab_test_group, actor=actor, reason=reason
+    )
+
+
+def _starts_test(*, model: RegisteredModel, traffic_percentage: float, group: str) -> bool:
+    """Whether deploying ``model`` at ``traffic_percentage`` % in ``group`` starts an A/B test.
+
+    A second variant beside a running test stays a plain traffic change (the test's sample-ratio
+    check notices if that changes its split). The variant joins group A, as every test's does.
+    """
+    if group not in (Group.VARIANT_A, Group.VARIANT_B) or model.status == Deployed or traffic_percentage >= 100:
+        return False
+    others = RegisteredModel.objects.in_pool(model.organization_id).deployed().exclude(pk=model.pk)
+    return others.count() == 1 and not experiment_running_in_pool(model.organization_id)
 
 
 @transaction.atomic
@@ -70,8 +97,7 @@ def experiment_start(
     model_start_ab_test(variant=variant, variant_traffic=variant_traffic, actor=actor, reason=reason)
     # Checked after model_start_ab_test, which locked the pool until this transaction ends: a
     # concurrent start in the same pool has committed its experiment by now, or waits for ours.
-    pool = pool_key(variant.organization_id)
-    if Experiment.objects.filter(pool=pool, status=Status.RUNNING).exists():
+    if experiment_running_in_pool(variant.organization_id):
         raise Conflict(RUNNING_ALREADY)
     controls = list(RegisteredModel.objects.in_pool(variant.organization_id).deployed().exclude(pk=variant.pk))
     if len(controls) != 1:
@@ -79,7 +105,7 @@ def experiment_start(
         raise Conflict(f"An A/B test needs exactly one deployed control, and this pool has {versions}.")
     experiment = Experiment(
         organization_id=variant.organization_id,
-        pool=pool,
+        pool=pool_key(variant.organization_id),
         control=controls[0],
         variant=variant,
         planned_variant_share=variant.traffic_percentage / 100,
@@ -90,106 +116,7 @@ def experiment_start(
     return experiment
 
 
-def experiment_start_on_deploy(
-    *, model: RegisteredModel, traffic_percentage: float, ab_test_group: str, actor: Actor = None, reason: str = ""
-) -> Experiment | None:
-    """Start ``model``'s A/B test if this deploy is one, and return the experiment; ``None`` if not.
-
-    :func:`~registry.services.model_deploy` asks first. A deploy starts an A/B test when it puts
-    a model that is not deployed yet into a variant group, below 100 %, beside a pool's single
-    deployed model, with no test running there. Any other deploy stays a plain traffic change
-    (a second variant beside a running test, say; the test's sample-ratio check notices if that
-    changes its split). The variant joins group A, as every A/B test's variant does.
-    """
-    variant_groups = (RegisteredModel.ABTestGroup.VARIANT_A, RegisteredModel.ABTestGroup.VARIANT_B)
-    if ab_test_group not in variant_groups or model.status == Deployed or traffic_percentage >= 100:
-        return None
-    others = RegisteredModel.objects.in_pool(model.organization_id).deployed().exclude(pk=model.pk)
-    running = Experiment.objects.filter(pool=pool_key(model.organization_id), status=Status.RUNNING)
-    if others.count() != 1 or running.exists():
-        return None
-    return experiment_start(variant=model, variant_traffic=traffic_percentage, actor=actor, reason=reason)
-
-
-# --- Looks and counts ---------------------------------------------------------------------------
-
-
-def experiment_look(experiment: Experiment, *, now: datetime.datetime | None = None) -> int:
-    """The look the experiment has reached: whole intervals of matured messages, at most ``planned_looks``."""
-    matured = (now or timezone.now()) - datetime.timedelta(days=settings.OUTCOME_MATURATION_DAYS)
-    intervals = (matured - experiment.started_at) // datetime.timedelta(days=experiment.look_interval_days)
-    return max(0, min(intervals, experiment.planned_looks))
-
-
-def experiment_window(experiment: Experiment, *, look: int) -> tuple[datetime.datetime, datetime.datetime]:
-    """The send times ``[start, end)`` that look ``look`` counts: its first ``look`` intervals."""
-    end = experiment.started_at + datetime.timedelta(days=experiment.look_interval_days * look)
-    return experiment.started_at, end
-
-
-def experiment_arm_counts(
-    experiment: Experiment, *, look: int | None = None, now: datetime.datetime | None = None
-) -> tuple[ArmCounts, ArmCounts]:
-    """The control's and the variant's counts at ``look`` (by default the look reached ``now``).
-
-    One aggregate query over the arms' outcome labels (see the module docstring); replies,
-    meetings, deals and unsubscribes count the messages that reached each stage, revenue sums
-    the value of closed deals.
-    """
-    look = experiment_look(experiment, now=now) if look is None else look
-    start, end = experiment_window(experiment, look=look)
-    sent = Q(outcomes__sent_at__gte=start, outcomes__sent_at__lt=end)
-
-    def reached(column: str) -> Count:
-        return Count("outcomes", filter=sent & Q(**{f"outcomes__{column}__isnull": False}))
-
-    rows = (
-        RegisteredModel.objects.filter(pk__in=[experiment.control_id, experiment.variant_id])
-        .annotate(
-            messages=Count("outcomes", filter=sent),
-            replies=reached("replied_at"),
-            meetings=reached("meeting_booked_at"),
-            deals=reached("deal_closed_at"),
-            unsubscribes=reached("unsubscribed_at"),
-            revenue=Sum("outcomes__deal_value", filter=sent & Q(outcomes__deal_closed_at__isnull=False)),
-        )
-        .values("pk", "messages", "replies", "meetings", "deals", "unsubscribes", "revenue")
-    )
-    counts = {row.pop("pk"): ArmCounts(**{**row, "revenue": float(row["revenue"] or 0)}) for row in rows}
-    empty = ArmCounts(messages=0, replies=0, meetings=0, deals=0, revenue=0.0, unsubscribes=0)
-    return counts.get(experiment.control_id, empty), counts.get(experiment.variant_id, empty)
-
-
 # --- Evaluating ---------------------------------------------------------------------------------
-
-
-def experiment_decision(
-    experiment: Experiment, *, look: int | None = None, now: datetime.datetime | None = None
-) -> tuple[ArmCounts, ArmCounts, Decision]:
-    """The arms' counts and the test's decision at ``look`` (by default the current one), without saving."""
-    look = experiment_look(experiment, now=now) if look is None else look
-    control, variant = experiment_arm_counts(experiment, look=look)
-    decision = decide(
-        control,
-        variant,
-        look=look,
-        planned_looks=experiment.planned_looks,
-        expected_variant_share=experiment.planned_variant_share,
-    )
-    return control, variant, _concluded(decision)
-
-
-def _concluded(decision: Decision) -> Decision:
-    """At the last planned look, a variant that did not win has lost: the control stays.
-
-    :func:`~registry.stats.decide` leaves such a look undecided, but the design has no later
-    look (more data would be a look the boundary did not budget for), so the test ends there.
-    """
-    final = decision.look >= decision.planned_looks
-    if not final or decision.promote or decision.stopped or decision.winner is not None:
-        return decision
-    why = f"the {decision.planned_looks} planned looks are over without a significant win: the control stays"
-    return replace(decision, winner="control", reasons=[*decision.reasons, why], additional_messages_needed=None)
 
 
 @transaction.atomic
@@ -223,22 +150,6 @@ def experiment_evaluate(experiment: Experiment, *, now: datetime.datetime | None
 
 
 # --- Applying the decision ----------------------------------------------------------------------
-
-
-def running_experiment(organization: Organization | None, *, lock: bool = False) -> Experiment:
-    """The experiment running in the organization's pool (the global pool for ``None``).
-
-    Raises :class:`NotFound` when there is none.
-    """
-    experiments = Experiment.objects.select_related("control", "variant", "organization")
-    if lock:
-        experiments = experiments.select_for_update(of=("self",))
-    pool = pool_key(organization.pk if organization else None)
-    experiment = experiments.filter(pool=pool, status=Status.RUNNING).first()
-    if experiment is None:
-        where = f"organization {organization.slug}" if organization else "the global pool"
-        raise NotFound(f"No A/B test is running in {where}; start one by deploying a model as a variant.")
-    return experiment
 
 
 def _finish(experiment: Experiment, *, status: str, winner: RegisteredModel | None) -> None:
@@ -331,6 +242,9 @@ def promotion_preview(
     return answers[0], events
 
 
+# --- Automatic promotion ------------------------------------------------------------------------
+
+
 def experiments_auto_promote(*, now: datetime.datetime | None = None) -> list[dict[str, Any]]:
     """Apply what the test decided in every running experiment; nothing unless ``AB_TEST_AUTO_PROMOTE``.
 
@@ -349,13 +263,13 @@ def experiments_auto_promote(*, now: datetime.datetime | None = None) -> list[di
 
 
 def ensure_auto_promote_schedule() -> bool:
-    """Create (or repair) the daily django-q2 schedule of :func:`registry.tasks.auto_promote_experiments`.
+    """Create (or repair) the daily django-q2 schedule of :func:`experiments.tasks.auto_promote_experiments`.
 
     Idempotent, keyed by the schedule's name; returns whether it was created. The schedule always
     exists; the task itself does nothing unless ``AB_TEST_AUTO_PROMOTE`` is on.
     """
     _, created = Schedule.objects.update_or_create(
         name=AUTO_PROMOTE_SCHEDULE,
-        defaults={"func": "registry.tasks.auto_promote_experiments", "schedule_type": Schedule.DAILY, "repeats": -1},
+        defaults={"func": AUTO_PROMOTE_TASK, "schedule_type": Schedule.DAILY, "repeats": -1},
     )
     return created

@@ -1,4 +1,4 @@
-"""The A/B test's statistics (``registry.stats``): pure functions over counts, no database."""
+"""The A/B test's statistics (``experiments.stats``): pure functions over counts, no database."""
 
 import importlib.util
 import json
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from registry.stats import (
+from experiments.stats import (
     ArmCounts,
     Decision,
     additional_messages_needed,

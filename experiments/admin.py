@@ -1,14 +1,10 @@
-"""Admin for A/B experiments: the test's evidence on one page, and the action that applies it.
+"""Admin for A/B experiments: the evidence page, the action that applies it, deploys that start tests.
 
-The change page shows both arms' counts and rates, the specification's scores, the test
-statistic against its boundary, the sample-ratio check and the decision with its reasons, and a
-chart of the statistic at each look against the sequential boundary. The chart is an inline SVG
-computed here and drawn by the template: no JavaScript. A running experiment is shown as it
-stands now (read, not saved); a finished one at the look that decided it.
-
-Experiments are created by starting an A/B test and end through the one action, "Evaluate now
-and apply the decision", which needs ``registry.deploy_model`` and confirms first, showing the
-answer and the audit rows the change would write (:func:`registry.services.dry_run`).
+A running experiment is shown as it stands now (read, not saved), a finished one at the look
+that decided it; the chart of the statistic against the boundary is an inline SVG computed here.
+Experiments start with their A/B test and end through "Evaluate now and apply the decision",
+which needs ``registry.deploy_model`` and confirms first (:func:`registry.services.dry_run`). The
+registry's model admin is registered again here, with deploy actions that can start a test.
 """
 
 import math
@@ -16,19 +12,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from experiments.models import Experiment
+from experiments.selectors import experiment_decision
+from experiments.services import model_deploy_or_start_test, promote_ab_test_winner, promotion_preview
+from experiments.stats import FIRST_DECISION_LOOK, ArmCounts, obf_boundary
+from flywheel.admin_helpers import acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
-from registry.experiments import experiment_decision, promote_ab_test_winner, promotion_preview
-from registry.models import Experiment, RegisteredModel
-from registry.stats import FIRST_DECISION_LOOK, ArmCounts, obf_boundary
+from registry import admin as registry_admin
+from registry.models import RegisteredModel
 
-CONFIRM_TEMPLATE = "admin/registry/experiment/confirm_promote.html"
+CONFIRM_TEMPLATE = "admin/experiments/experiment/confirm_promote.html"
+DEPLOY_PERMISSION = "registry.deploy_model"
 FIELDS: list[str] = [
     "organization",
     "control",
@@ -151,25 +150,19 @@ def experiment_report(experiment: Experiment) -> dict[str, Any]:
 # --- The admin ----------------------------------------------------------------------------------
 
 
-def _actor(request: HttpRequest) -> AbstractBaseUser:
-    if not isinstance(request.user, AbstractBaseUser):
-        raise PermissionDenied
-    return request.user
-
-
 class ExperimentAdmin(admin.ModelAdmin[Experiment]):
     list_display = ["__str__", "pool_display", "status", "started_at", "look_display", "verdict", "winner"]
     list_filter = ["status", "organization"]
     list_select_related = ["control", "variant", "winner", "organization"]
     search_fields = ["control__model_version", "variant__model_version", "organization__slug"]
     date_hierarchy = "started_at"
-    change_form_template = "admin/registry/experiment/change_form.html"
+    change_form_template = "admin/experiments/experiment/change_form.html"
     actions = ["promote_winner"]
     fields = tuple(FIELDS)
     readonly_fields = FIELDS
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # an experiment starts with its A/B test (registry.experiments.experiment_start)
+        return False  # an experiment starts with its A/B test (experiments.services.experiment_start)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the record of a test: it changes only through its evaluation
@@ -179,7 +172,7 @@ class ExperimentAdmin(admin.ModelAdmin[Experiment]):
 
     def has_deploy_permission(self, request: HttpRequest) -> bool:
         """The ``registry.deploy_model`` permission: ML ops staff who may move traffic."""
-        return request.user.has_perm(f"{self.opts.app_label}.deploy_model")
+        return request.user.has_perm(DEPLOY_PERMISSION)
 
     @admin.display(description="pool")
     def pool_display(self, experiment: Experiment) -> str:
@@ -223,9 +216,9 @@ class ExperimentAdmin(admin.ModelAdmin[Experiment]):
         done: dict[str, int] = {}
         for experiment in experiments:
             try:
-                answer = promote_ab_test_winner(organization=experiment.organization, actor=_actor(request))
+                answer = promote_ab_test_winner(organization=experiment.organization, actor=acting_user(request))
             except ApplicationError as error:
-                self.message_user(request, f"{experiment}: {error.message}", messages.ERROR)
+                self.message_user(request, f"{experiment}: {error_text(error)}", messages.ERROR)
                 continue
             done[answer["action"]] = done.get(answer["action"], 0) + 1
         if done:
@@ -238,22 +231,65 @@ class ExperimentAdmin(admin.ModelAdmin[Experiment]):
         previews = []
         for experiment in experiments:
             try:
-                answer, events = promotion_preview(organization=experiment.organization, actor=_actor(request))
+                answer, events = promotion_preview(organization=experiment.organization, actor=acting_user(request))
             except ApplicationError as error:
-                self.message_user(request, f"{experiment}: {error.message}", messages.ERROR)
+                self.message_user(request, f"{experiment}: {error_text(error)}", messages.ERROR)
                 continue
             outcome = OUTCOMES[answer["action"]].format(variant=experiment.variant.model_version)
             previews.append({"experiment": experiment, "answer": answer, "events": events, "outcome": outcome})
         if not previews:
             return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Evaluate now and apply the decision: confirm",
-            "opts": self.opts,
-            "previews": previews,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, CONFIRM_TEMPLATE, context)
+        return confirmation_page(
+            self,
+            request,
+            template=CONFIRM_TEMPLATE,
+            title="Evaluate now and apply the decision: confirm",
+            previews=previews,
+        )
 
 
 admin.site.register(Experiment, ExperimentAdmin)
+
+
+# --- The registry's models, deployed through the experiments --------------------------------------
+
+
+def _deploy_full(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+    model_deploy_or_start_test(model=models[0], traffic_percentage=100.0, actor=actor, reason=reason)
+
+
+def _start_ab_test(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+    model_deploy_or_start_test(
+        model=models[0], traffic_percentage=share or 10.0, actor=actor, reason=reason, require_test=True
+    )
+
+
+TrafficAction = registry_admin.TrafficAction
+TRAFFIC_ACTIONS = {
+    **registry_admin.ACTIONS,
+    "deploy_at_full_traffic": TrafficAction(
+        "deploy_at_full_traffic", "Deploy at 100 %", "deployed at 100 %", _deploy_full
+    ),
+    "start_ab_test": TrafficAction(
+        "start_ab_test", "Start an A/B test", "started as A/B test variant", _start_ab_test, percentage=lambda m: 10.0
+    ),
+}
+
+
+class RegisteredModelAdmin(registry_admin.RegisteredModelAdmin):
+    """The registry's model admin, whose deploys go through :func:`model_deploy_or_start_test`.
+
+    It replaces the registry's own registration: the registry knows nothing of experiments, so
+    the action that starts an A/B test (with its experiment) is added here.
+    """
+
+    actions = ["deploy_at_full_traffic", "start_ab_test", "set_traffic", "archive", "rollback", "set_baseline"]
+    traffic_actions = TRAFFIC_ACTIONS
+
+    @admin.action(description="Start an A/B test of the selected model", permissions=["deploy"])
+    def start_ab_test(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
+        return self.run_traffic_action(request, queryset, self.traffic_actions["start_ab_test"])
+
+
+admin.site.unregister(RegisteredModel)
+admin.site.register(RegisteredModel, RegisteredModelAdmin)

@@ -1,50 +1,8 @@
 """The A/B test's decision, from counts alone: a group-sequential test of per-message value.
 
-Pure functions over counts (stdlib only, no Django, no numpy), so the registry, the admin, the
-benchmark in ``bench/ab_simulation.py`` and the tests share one implementation.
-
-**What is compared.** The specification's performance score is
-``0.5 * close_rate + 0.3 * meeting_rate + 0.2 * reply_rate``. It is the mean of a per-message
-value ``v = 0.5 * deal + 0.3 * meeting + 0.2 * reply`` (each 0 or 1 for a message), so the test
-compares the arms' mean per-message value with a one-sided two-sample z statistic
-``z = (mean_v - mean_c) / sqrt(var_v / n_v + var_c / n_c)``.
-
-**Its variance from counts.** Counts do not say which message reached which stages, but the
-product's funnel is nested (a deal implies a meeting implies a reply), so ``v`` takes the values
-0, 0.2 (reply only), 0.5 (reply and meeting) and 1.0 (all three), and
-``E[v^2] = 0.04 (replies - meetings)/n + 0.25 (meetings - deals)/n + 1.0 deals/n``. Counts that are
-not nested (say a meeting booked without a recorded reply) fall back to the variance of an
-independent sum, ``sum w_i^2 p_i (1 - p_i)``: it ignores the positive correlation between the
-stages, so it understates the variance somewhat; such data should be rare and is a data issue.
-
-**Why a sequential boundary.** The test is looked at every week for ``planned_looks`` weeks
-(8 by default). Checking a fixed threshold at every look (the specification's "promote if more
-than 5 % better", or even a 1.645 z threshold) gives chance many tries and promotes a model that
-is no better far more often than 5 %. The O'Brien-Fleming boundary ``z >= c * sqrt(K / k)`` at
-look ``k`` of ``K`` spends almost no alpha early (at look 1 of 8 it asks for z >= 5.04) and about
-the fixed-sample threshold at the last look, with ``c`` chosen so that the chance of ever crossing
-under no difference is the one-sided alpha (5 %) across all ``K`` looks. The constants were
-computed once by recursive numerical integration of the Gaussian random walk (Armitage,
-McPherson and Rowe) and are tabulated for ``K`` in 1..12; ``tests/registry/test_stats.py``
-re-checks them. For ``K = 8`` the table holds 1.781, the value the project's specification fixes;
-the integration gives 1.7859, and 1.781 has an overall alpha of about 5.06 % instead of 5.00 %
-(with no decision at look 1, see below, it is the same to four decimals).
-
-**The decision at look k.**
-
-* No decision before look 2 (a single-look design decides at its only look): the first week is
-  too small and too early to act on, whatever it shows.
-* Sample-ratio mismatch: a chi-square test (1 df) of the arms' message counts against the planned
-  split; p < 0.001 means the traffic split is broken, so the test is stopped and nothing is
-  promoted, since its counts cannot be trusted to compare like with like.
-* ``z >= boundary``: the variant wins and is promoted, unless a guardrail fires.
-* ``z <= -boundary``: the control wins (the variant is worse; the same boundary mirrored, which
-  stops a harmful variant early and only lowers the chance of a false promotion).
-* Guardrails (one-sided two-proportion z tests at ``guardrail_alpha``): a significant drop in the
-  close rate, or a significant rise in the unsubscribe rate, blocks a promotion the value test
-  would make; the test carries on.
-* Otherwise undecided, with an estimate of how many more messages the planned power (80 %)
-  needs.
+Pure functions over counts (stdlib only, no Django), shared by the experiments services, the
+admin, ``bench/ab_simulation.py`` and the tests. The method (what is compared, its variance from
+counts, the O'Brien-Fleming boundary and the rules at each look) is described in ``docs/``.
 """
 
 from __future__ import annotations
@@ -67,11 +25,11 @@ FALLBACK_RELATIVE_LIFT = 0.15  # the lift to plan for when the observed effect i
 FIRST_DECISION_LOOK = 2
 
 # O'Brien-Fleming constants c(K) for one-sided alpha (upper boundary z >= c * sqrt(K / k)), K = 1..12,
-# computed by recursive numerical integration (see the module docstring); K = 1 is the normal quantile.
+# computed by recursive numerical integration (see ``docs/``); K = 1 is the normal quantile.
 _OBF_CONSTANTS: dict[float, tuple[float, ...]] = {
     0.01: (2.326, 2.334, 2.354, 2.370, 2.384, 2.395, 2.404, 2.412, 2.419, 2.426, 2.431, 2.436),
     0.025: (1.960, 1.977, 2.004, 2.024, 2.040, 2.053, 2.063, 2.072, 2.080, 2.087, 2.092, 2.098),
-    # K = 8 is pinned to the specification's 1.781 (the integration gives 1.7859; see the docstring).
+    # K = 8 is pinned to the specification's 1.781 (the integration gives 1.7859; see the design notes).
     0.05: (1.645, 1.678, 1.710, 1.733, 1.751, 1.765, 1.776, 1.781, 1.794, 1.801, 1.807, 1.813),
     0.10: (1.282, 1.343, 1.380, 1.407, 1.427, 1.443, 1.455, 1.465, 1.474, 1.482, 1.488, 1.494),
 }
@@ -84,9 +42,9 @@ _NORMAL = NormalDist()
 class ArmCounts:
     """One arm's funnel counts: messages sent and how many reached each stage.
 
-    ``deals <= meetings <= replies <= messages`` is the product's funnel (see the module
-    docstring for counts that are not nested). Negative counts, or stage counts above
-    ``messages``, are refused with :class:`ValueError`.
+    ``deals <= meetings <= replies <= messages`` is the product's funnel; counts that are not
+    nested are allowed (see :func:`value_mean_and_variance`). Negative counts, or stage counts
+    above ``messages``, are refused with :class:`ValueError`.
     """
 
     messages: int
@@ -200,7 +158,8 @@ def value_mean_and_variance(arm: ArmCounts) -> tuple[float, float]:
     """The mean and variance of one message's value ``0.5 deal + 0.3 meeting + 0.2 reply``.
 
     Nested counts give the exact variance of the four-valued distribution; counts that are not
-    nested fall back to the independent-sum variance (see the module docstring).
+    nested fall back to the independent-sum variance ``sum w_i^2 p_i (1 - p_i)``, which ignores the
+    positive correlation between the stages and so understates the variance somewhat.
     """
     mean = arm.weighted_score
     if arm.messages == 0:
@@ -364,6 +323,27 @@ def _verdict(
     return winner, [why, *guards]
 
 
+def _outcome(
+    control: ArmCounts,
+    variant: ArmCounts,
+    z: float | None,
+    boundary: float | None,
+    srm_p: float | None,
+    look: int,
+    planned_looks: int,
+    share: float,
+    guardrail_alpha: float,
+) -> tuple[Winner | None, list[str]]:
+    """The winner at this look (``None`` when undecided) and the reasons, blocking ones first."""
+    reasons = _blocking_reasons(control, variant, look, planned_looks, srm_p, share)
+    winner: Winner | None = None
+    if not reasons:
+        winner, reasons = _verdict(control, variant, z, boundary, guardrail_alpha)
+    if look > planned_looks:
+        reasons.append(f"look {look} is past the {planned_looks} planned: final boundary; extra looks add error")
+    return winner, reasons
+
+
 def decide(
     control: ArmCounts,
     variant: ArmCounts,
@@ -376,31 +356,25 @@ def decide(
 ) -> Decision:
     """Decide the A/B test at ``look`` (1-based; 0 means no complete look yet) of ``planned_looks``.
 
-    See the module docstring for the method. Never raises for the data (empty arms, zero
-    variance); raises :class:`ValueError` for a design it has no boundary for.
+    Raises :class:`ValueError` for a design it has no boundary for, never for the data.
     """
-    _validate_design(look, planned_looks, expected_variant_share, alpha)
+    share = expected_variant_share
+    _validate_design(look, planned_looks, share, alpha)
     z, boundary = value_z(control, variant), obf_boundary(look, planned_looks, alpha)
-    srm_p = srm_p_value(control, variant, expected_variant_share)
+    srm_p = srm_p_value(control, variant, share)
     stopped = srm_p is not None and srm_p < SRM_P_THRESHOLD
-    reasons = _blocking_reasons(control, variant, look, planned_looks, srm_p, expected_variant_share)
-    winner: Winner | None = None
-    if not reasons:
-        winner, reasons = _verdict(control, variant, z, boundary, guardrail_alpha)
-    if look > planned_looks:
-        reasons.append(f"look {look} is past the {planned_looks} planned: final boundary; extra looks add error")
+    winner, reasons = _outcome(control, variant, z, boundary, srm_p, look, planned_looks, share, guardrail_alpha)
     needed = None
     if winner is None and not stopped:
         needed = additional_messages_needed(
-            control, variant, planned_looks=planned_looks, expected_variant_share=expected_variant_share, alpha=alpha
+            control, variant, planned_looks=planned_looks, expected_variant_share=share, alpha=alpha
         )
-    scores = control.weighted_score, variant.weighted_score
     return Decision(
         promote=winner == "variant",
         winner=winner,
-        improvement_percentage=improvement_percentage(*scores),
-        control_score=scores[0],
-        variant_score=scores[1],
+        improvement_percentage=improvement_percentage(control.weighted_score, variant.weighted_score),
+        control_score=control.weighted_score,
+        variant_score=variant.weighted_score,
         z=z,
         boundary=boundary,
         srm_p_value=srm_p,

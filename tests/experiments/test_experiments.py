@@ -11,25 +11,26 @@ from django.db import connection
 from django.utils import timezone
 from django_q.models import Schedule
 
-from flywheel.errors import Conflict, NotFound
-from flywheel.models import Organization
-from registry.experiments import (
+from experiments.models import Experiment
+from experiments.selectors import experiment_arm_counts, experiment_look
+from experiments.services import (
     AUTO_PROMOTE_SCHEDULE,
     ensure_auto_promote_schedule,
-    experiment_arm_counts,
     experiment_evaluate,
-    experiment_look,
     experiment_start,
     experiments_auto_promote,
+    model_deploy_or_start_test,
     promote_ab_test_winner,
     promotion_preview,
 )
-from registry.models import Experiment, ModelEvent, RegisteredModel
+from experiments.stats import ArmCounts
+from experiments.tasks import auto_promote_experiments
+from flywheel.errors import Conflict, NotFound
+from flywheel.models import Organization
+from registry.models import ModelEvent, RegisteredModel
 from registry.services import model_archive, model_deploy
-from registry.stats import ArmCounts
-from registry.tasks import auto_promote_experiments
 from tests.concurrency import run_at_once
-from tests.registry.experiment_data import in_first_week, send, start
+from tests.experiments.experiment_data import in_first_week, send, start
 from tests.registry.factories import (
     OrganizationFactory,
     RegisteredModelFactory,
@@ -110,7 +111,9 @@ def test_a_pool_with_nothing_deployed_cannot_start_a_test(variant: RegisteredMod
 def test_deploying_a_new_model_as_a_variant_starts_its_experiment(
     organization: Organization, control: RegisteredModel, variant: RegisteredModel
 ) -> None:
-    deployed = model_deploy(model=variant, traffic_percentage=20, ab_test_group="variant_a", reason="try v1.1")
+    deployed = model_deploy_or_start_test(
+        model=variant, traffic_percentage=20, ab_test_group="variant_a", reason="try v1.1"
+    )
 
     experiment = Experiment.objects.get()
     assert (experiment.control, experiment.variant, experiment.planned_variant_share) == (control, variant, 0.2)
@@ -125,11 +128,34 @@ def test_other_deploys_start_no_experiment(
     second = RegisteredModelFactory.create(organization=organization, model_version="v1.2.0")
     third = RegisteredModelFactory.create(organization=organization, model_version="v1.3.0")
 
-    model_deploy(model=second, traffic_percentage=10, ab_test_group="variant_b")  # beside a running test
-    model_deploy(model=third, traffic_percentage=10, ab_test_group="control")  # not a variant
+    model_deploy_or_start_test(model=second, traffic_percentage=10, ab_test_group="variant_b")  # beside a running test
+    model_deploy_or_start_test(model=third, traffic_percentage=10, ab_test_group="control")  # not a variant
 
     assert Experiment.objects.count() == 1
     assert pool_traffic(organization) == {"v1.0.0": 72.9, "v1.1.0": 8.1, "v1.2.0": 9.0, "v1.3.0": 10.0}
+
+
+def test_the_registrys_own_deploy_is_a_plain_traffic_change_without_an_experiment(
+    organization: Organization, control: RegisteredModel, variant: RegisteredModel
+) -> None:
+    model_deploy(model=variant, traffic_percentage=20, ab_test_group="variant_a")
+
+    assert not Experiment.objects.exists()
+    assert pool_traffic(organization) == {"v1.0.0": 80.0, "v1.1.0": 20.0}
+
+
+def test_a_deploy_that_must_be_a_test_is_refused_when_it_cannot_be_one(
+    organization: Organization, control: RegisteredModel, variant: RegisteredModel
+) -> None:
+    model_deploy(
+        model=RegisteredModelFactory.create(organization=organization, model_version="v0.9.0"), traffic_percentage=50
+    )
+
+    with pytest.raises(Conflict, match="exactly one deployed control"):
+        model_deploy_or_start_test(model=variant, traffic_percentage=10, require_test=True)
+
+    assert pool_traffic(organization) == {"v0.9.0": 50.0, "v1.0.0": 50.0}
+    assert not Experiment.objects.exists()
 
 
 # --- Looks and counts ---------------------------------------------------------------------------
@@ -413,7 +439,7 @@ def test_the_daily_schedule_is_created_once() -> None:
     assert ensure_auto_promote_schedule() is False
 
     schedule = Schedule.objects.get(name=AUTO_PROMOTE_SCHEDULE)
-    assert (schedule.func, schedule.schedule_type) == ("registry.tasks.auto_promote_experiments", Schedule.DAILY)
+    assert (schedule.func, schedule.schedule_type) == ("experiments.tasks.auto_promote_experiments", Schedule.DAILY)
 
 
 def test_setup_schedules_includes_the_daily_auto_promotion() -> None:
@@ -424,7 +450,7 @@ def test_setup_schedules_includes_the_daily_auto_promotion() -> None:
 
     assert "Daily A/B test auto-promotion scheduled (AB_TEST_AUTO_PROMOTE is off)" in out.getvalue()
     assert "auto-promotion already scheduled" in out.getvalue()
-    assert Schedule.objects.filter(func="registry.tasks.auto_promote_experiments").count() == 1
+    assert Schedule.objects.filter(func="experiments.tasks.auto_promote_experiments").count() == 1
 
 
 # --- The command --------------------------------------------------------------------------------

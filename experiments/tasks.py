@@ -1,6 +1,6 @@
-"""django-q2 entry points of the registry: thin wrappers around its services."""
+"""django-q2 entry points of the experiments: thin wrappers around their services."""
 
-from registry.experiments import experiments_auto_promote
+from experiments.services import experiments_auto_promote
 
 
 def auto_promote_experiments() -> int:

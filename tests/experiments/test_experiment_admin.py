@@ -8,18 +8,19 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from experiments.admin import chart
+from experiments.models import Experiment
+from experiments.services import experiment_evaluate, promote_ab_test_winner
 from flywheel.models import Organization
-from registry.admin_experiments import chart
-from registry.experiments import experiment_evaluate, promote_ab_test_winner
-from registry.models import Experiment, RegisteredModel
+from registry.models import RegisteredModel
 from registry.services import model_deploy
-from tests.registry.conftest import staff_client
-from tests.registry.experiment_data import in_first_week, send, start
+from tests.experiments.conftest import staff_client
+from tests.experiments.experiment_data import in_first_week, send, start
 from tests.registry.factories import RegisteredModelFactory, pool_traffic
 
 pytestmark = pytest.mark.django_db
 
-CHANGELIST = "admin:registry_experiment_changelist"
+CHANGELIST = "admin:experiments_experiment_changelist"
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def viewer(client: Client) -> Client:
 
 
 def change_page(client: Client, experiment: Experiment) -> str:
-    response = client.get(reverse("admin:registry_experiment_change", args=[experiment.pk]))
+    response = client.get(reverse("admin:experiments_experiment_change", args=[experiment.pk]))
     assert response.status_code == 200
     return response.content.decode()
 

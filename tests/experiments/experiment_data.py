@@ -5,9 +5,10 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from experiments.models import Experiment
+from experiments.services import experiment_start
 from flywheel.models import Organization
-from registry.experiments import experiment_start
-from registry.models import Experiment, RegisteredModel
+from registry.models import RegisteredModel
 from tests.outcomes.factories import OutcomeLabelFactory
 
 DAY = datetime.timedelta(days=1)

@@ -4,9 +4,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from experiments.services import promote_ab_test_winner, promotion_preview
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
-from registry.experiments import promote_ab_test_winner, promotion_preview
 from registry.selectors import organization_get
 
 

@@ -1,40 +1,23 @@
-"""Admin for the registry: models with their audit trail, traffic actions, the leaderboard.
-
-Every traffic-moving action needs the ``registry.deploy_model`` permission and shows a
-confirmation page first. The page lists the audit rows the change would write (each model's
-status and traffic before and after), computed by running the very service inside a
-rolled-back transaction (:func:`registry.services.dry_run`), so what is confirmed is what
-happens. Domain errors become admin messages.
-"""
+"""The registered models in the admin: read-only pages, traffic actions and the leaderboard."""
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
+from flywheel.admin_helpers import acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry import selectors
-from registry.experiments import experiment_start
+from registry.admin.events import ModelEventInline
+from registry.admin.traffic import ACTIONS, TrafficAction, TrafficForm
 from registry.models import ModelEvent, RegisteredModel
-from registry.services import (
-    dry_run,
-    model_archive,
-    model_deploy,
-    model_rollback,
-    model_set_baseline,
-    model_set_traffic,
-)
+from registry.services import dry_run, model_set_baseline
 
 CONFIRM_TEMPLATE = "admin/registry/registeredmodel/confirm_traffic.html"
 LEADERBOARD_TEMPLATE = "admin/registry/registeredmodel/leaderboard.html"
@@ -46,122 +29,6 @@ def percent(rate: float | None) -> str:
 
 def signed(value: float | None) -> str:
     return "-" if value is None else f"{value:+.1f} %"
-
-
-EVENT_COLUMNS = (
-    "created_at",
-    "action",
-    "actor",
-    "status_before",
-    "status_after",
-    "traffic_before",
-    "traffic_after",
-    "reason",
-)
-
-
-class ModelEventInline(admin.TabularInline[ModelEvent, RegisteredModel]):
-    """The model's audit trail, newest first: append-only, so nothing to add, change or delete."""
-
-    model = ModelEvent
-    fk_name = "model"
-    fields = EVENT_COLUMNS
-    readonly_fields = EVENT_COLUMNS
-    ordering = ["-id"]
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    @admin.display(description="actor")
-    def actor(self, event: ModelEvent) -> str:
-        return event.actor_label or str(event.actor_user or "")
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # The trail is part of the model's page: whoever may see the model sees its history.
-        return request.user.has_perm("registry.view_registeredmodel") or super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class TrafficForm(forms.Form):
-    """What a traffic action asks for on its confirmation page."""
-
-    traffic_percentage = forms.FloatField(min_value=0.0001, max_value=100.0, required=False)
-    reason = forms.CharField(required=False, max_length=1000, widget=forms.TextInput(attrs={"size": 60}))
-    # The percentage the page previewed: a confirmation applies only what was shown.
-    previewed = forms.FloatField(required=False, widget=forms.HiddenInput)
-
-
-@dataclass(frozen=True)
-class TrafficAction:
-    """One traffic-moving admin action: its wording and the services it calls."""
-
-    name: str
-    title: str
-    done: str
-    call: Callable[[list[RegisteredModel], float | None, AbstractBaseUser, str], object]
-    single: bool = True
-    percentage: Callable[[RegisteredModel], float] | None = None
-
-    def count(self, models: list[RegisteredModel]) -> str:
-        if self.name == "rollback":
-            return f"{len({model.organization_id for model in models})} pool(s) rolled back"
-        return f"{len(models)} model(s) {self.done}"
-
-
-def _deploy_full(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
-    model_deploy(model=models[0], traffic_percentage=100.0, ab_test_group="control", actor=actor, reason=reason)
-
-
-def _start_ab_test(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
-    experiment_start(variant=models[0], variant_traffic=share or 10.0, actor=actor, reason=reason)
-
-
-def _set_traffic(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
-    model_set_traffic(model=models[0], traffic_percentage=share or 0.0, actor=actor, reason=reason)
-
-
-def _archive(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
-    for model in models:
-        model_archive(model=model, actor=actor, reason=reason)
-
-
-def _rollback(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
-    pools = {model.organization_id: model.organization for model in models}
-    for organization in pools.values():
-        model_rollback(organization=organization, actor=actor, reason=reason)
-
-
-ACTIONS = {
-    "deploy_at_full_traffic": TrafficAction(
-        "deploy_at_full_traffic", "Deploy at 100 %", "deployed at 100 %", _deploy_full
-    ),
-    "start_ab_test": TrafficAction(
-        "start_ab_test", "Start an A/B test", "started as A/B test variant", _start_ab_test, percentage=lambda m: 10.0
-    ),
-    "set_traffic": TrafficAction(
-        "set_traffic", "Set traffic", "given new traffic", _set_traffic, percentage=lambda m: m.traffic_percentage
-    ),
-    "archive": TrafficAction("archive", "Archive", "archived", _archive, single=False),
-    "rollback": TrafficAction("rollback", "Roll back the pool", "rolled back", _rollback, single=False),
-}
-
-
-def _actor(request: HttpRequest) -> AbstractBaseUser:
-    if not isinstance(request.user, AbstractBaseUser):
-        raise PermissionDenied
-    return request.user
-
-
-def _error_text(error: ApplicationError | ValidationError) -> str:
-    return error.message if isinstance(error, ApplicationError) else "; ".join(error.messages)
 
 
 @admin.register(RegisteredModel)
@@ -191,7 +58,8 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
     list_per_page = 50
     date_hierarchy = "created_at"
     inlines = [ModelEventInline]
-    actions = ["deploy_at_full_traffic", "start_ab_test", "set_traffic", "archive", "rollback", "set_baseline"]
+    actions = ["deploy_at_full_traffic", "set_traffic", "archive", "rollback", "set_baseline"]
+    traffic_actions: dict[str, TrafficAction] = ACTIONS
     fieldsets = [
         (None, {"fields": ["id", "organization", "model_id", "model_version", "base_model", "status", "error"]}),
         ("Traffic", {"fields": ["traffic_percentage", "ab_test_group", "deployed_at", "is_baseline"]}),
@@ -271,23 +139,19 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
 
     @admin.action(description="Deploy at 100 %% (archives the deployed)", permissions=["deploy"])
     def deploy_at_full_traffic(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
-        return self.run_traffic_action(request, queryset, ACTIONS["deploy_at_full_traffic"])
-
-    @admin.action(description="Start an A/B test of the selected model", permissions=["deploy"])
-    def start_ab_test(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
-        return self.run_traffic_action(request, queryset, ACTIONS["start_ab_test"])
+        return self.run_traffic_action(request, queryset, self.traffic_actions["deploy_at_full_traffic"])
 
     @admin.action(description="Set traffic of the selected model", permissions=["deploy"])
     def set_traffic(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
-        return self.run_traffic_action(request, queryset, ACTIONS["set_traffic"])
+        return self.run_traffic_action(request, queryset, self.traffic_actions["set_traffic"])
 
     @admin.action(description="Archive selected models", permissions=["deploy"])
     def archive(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
-        return self.run_traffic_action(request, queryset, ACTIONS["archive"])
+        return self.run_traffic_action(request, queryset, self.traffic_actions["archive"])
 
     @admin.action(description="Roll back the pool of the selected models", permissions=["deploy"])
     def rollback(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
-        return self.run_traffic_action(request, queryset, ACTIONS["rollback"])
+        return self.run_traffic_action(request, queryset, self.traffic_actions["rollback"])
 
     @admin.action(description="Make the selected model its pool's baseline", permissions=["deploy"])
     def set_baseline(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> None:
@@ -296,9 +160,9 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
             self.message_user(request, "Select exactly one model to make the baseline.", messages.ERROR)
             return
         try:
-            model_set_baseline(model=models[0], actor=_actor(request))
+            model_set_baseline(model=models[0], actor=acting_user(request))
         except (ApplicationError, ValidationError) as error:
-            self.message_user(request, _error_text(error), messages.ERROR)
+            self.message_user(request, error_text(error), messages.ERROR)
             return
         self.message_user(request, f"{models[0].model_version} is now the baseline of its pool.", messages.SUCCESS)
 
@@ -321,12 +185,12 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
         reason = submitted.get("reason") or ""
         try:
             if confirming and "apply" in request.POST and submitted.get("previewed") == share:
-                action.call(models, share, _actor(request), reason)
+                action.call(models, share, acting_user(request), reason)
                 self.message_user(request, action.count(models), messages.SUCCESS)
                 return None
-            events = dry_run(lambda: action.call(models, share, _actor(request), reason))
+            events = dry_run(lambda: action.call(models, share, acting_user(request), reason))
         except (ApplicationError, ValidationError) as error:
-            self.message_user(request, f"{action.title}: {_error_text(error)}", messages.ERROR)
+            self.message_user(request, f"{action.title}: {error_text(error)}", messages.ERROR)
             return None
         form = TrafficForm(initial={"traffic_percentage": share, "reason": reason, "previewed": share})
         return self.confirmation(request, models, action, form, events=events)
@@ -341,19 +205,18 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
         events: list[ModelEvent],
     ) -> TemplateResponse:
         """The page listing each model's status and traffic before and after, with the confirm button."""
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"{action.title}: confirm the traffic change",
-            "opts": self.opts,
-            "action": action,
-            "asks_percentage": action.percentage is not None,
-            "models": models,
-            "events": events,
-            "form": form,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "media": self.media,
-        }
-        return TemplateResponse(request, CONFIRM_TEMPLATE, context)
+        return confirmation_page(
+            self,
+            request,
+            template=CONFIRM_TEMPLATE,
+            title=f"{action.title}: confirm the traffic change",
+            action=action,
+            asks_percentage=action.percentage is not None,
+            models=models,
+            events=events,
+            form=form,
+            media=self.media,
+        )
 
     # --- Leaderboard ---------------------------------------------------------------------------
 
@@ -394,38 +257,3 @@ def _organization_or_none(pool: str) -> Organization | None:
         return Organization.objects.filter(pk=uuid.UUID(pool)).first()
     except ValueError:
         return None
-
-
-@admin.register(ModelEvent)
-class ModelEventAdmin(admin.ModelAdmin[ModelEvent]):
-    """The registry's audit trail across models: read-only, as it is append-only."""
-
-    list_display = [
-        "created_at",
-        "action",
-        "model",
-        "organization",
-        "actor_label",
-        "status_before",
-        "status_after",
-        "traffic_before",
-        "traffic_after",
-        "reason",
-    ]
-    list_filter = ["action", "organization"]
-    search_fields = ["model__model_version", "model__model_id", "actor_label", "reason", "batch"]
-    list_select_related = ["model", "organization", "actor_user"]
-    show_full_result_count = False
-    date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-from registry import admin_experiments  # noqa: E402, F401 -- registers the experiment page

@@ -1,7 +1,8 @@
 """Deploy a registered model at a share of its pool's traffic (the seed's ``deploy_model``).
 
 At 100 % the previously deployed models of the pool are archived; below 100 % they keep their
-proportions of the rest. Prints each model's status and traffic before and after.
+proportions of the rest, and a new variant beside a single control starts an A/B test with its
+experiment. Prints each model's status and traffic before and after.
 """
 
 from typing import Any
@@ -9,11 +10,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from experiments.services import model_deploy_or_start_test
 from flywheel.errors import ApplicationError
 from registry.management.commands._output import write_events
 from registry.models import RegisteredModel
 from registry.selectors import model_get
-from registry.services import dry_run, model_deploy, recorded
+from registry.services import dry_run, recorded
 
 
 class Command(BaseCommand):
@@ -38,7 +40,7 @@ class Command(BaseCommand):
             model = model_get(registry_id=options["registry_id"])
             run = dry_run if options["dry_run"] else recorded
             events = run(
-                lambda: model_deploy(
+                lambda: model_deploy_or_start_test(
                     model=model,
                     traffic_percentage=options["traffic_percentage"],
                     ab_test_group=options["ab_test_group"],

@@ -2,14 +2,14 @@
 
 Usage: python bench/events.py [N] (default 20,000 events in batches of 500), on the database of
 ``DATABASE_URL`` (SQLite by default). Both paths run in the same process on the same fresh data;
-the script prints each rate and the ratio. It works in a throwaway test database.
+the script prints each rate and the ratio. It works in a throwaway test database. The events are
+built as checked ``EventItem``s, as the API's edge hands them over: their check is not timed.
 """
 
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flywheel.settings")
@@ -26,7 +26,7 @@ from django.utils import timezone  # noqa: E402
 from flywheel.models import Organization  # noqa: E402
 from outcomes.models import OutcomeLabel  # noqa: E402
 from outcomes.scoring import quality_score_expression  # noqa: E402
-from outcomes.services import outcome_event_record_bulk  # noqa: E402
+from outcomes.services import EventItem, outcome_event_record_bulk  # noqa: E402
 from registry.models import RegisteredModel  # noqa: E402
 
 BATCH = 500
@@ -48,9 +48,10 @@ def make_labels(prefix: str, count: int) -> tuple[Organization, RegisteredModel]
     return organization, model
 
 
-def events_for(prefix: str, count: int) -> list[dict[str, Any]]:
+def events_for(prefix: str, count: int) -> list[EventItem]:
     kinds = ("delivered", "replied")
-    return [{"external_id": f"{prefix}-{n // 2}", "type": kinds[n % 2]} for n in range(count)]
+    now = timezone.now()
+    return [EventItem(external_id=f"{prefix}-{n // 2}", type=kinds[n % 2], occurred_at=now) for n in range(count)]
 
 
 def set_based(count: int) -> float:
@@ -70,11 +71,11 @@ def per_event(count: int) -> float:
     for at in range(0, count, BATCH):
         with transaction.atomic():
             for event in events[at : at + BATCH]:
-                column = f"{event['type']}_at"
+                column = f"{event.type}_at"
                 rows = OutcomeLabel.objects.filter(
-                    organization=organization, external_id=event["external_id"], **{f"{column}__isnull": True}
+                    organization=organization, external_id=event.external_id, **{f"{column}__isnull": True}
                 )
-                if rows.update(**{column: timezone.now()}) and event["type"] == "replied":
+                if rows.update(**{column: timezone.now()}) and event.type == "replied":
                     RegisteredModel.objects.filter(pk=model.pk).update(total_replies=F("total_replies") + 1)
                 rows.update(quality_score=quality_score_expression())
     return count / (time.perf_counter() - start)

@@ -1,13 +1,13 @@
 """The agents' outcome endpoints and the seed's training-data statistics.
 
 ``POST /api/outcomes`` and ``POST /api/outcomes/events`` take one object or a list of up to
-:data:`~outcomes.serializers.MAX_ITEMS`. Each item is checked on its own: a bad item gets its
-errors in its own result and the others are still written. The answer is 200 with per-item
-results whenever the batch as a whole could be read; a single object (not a list) that is not
-valid answers 400, since there is nothing else in the batch to keep.
+:data:`~outcomes.serializers.MAX_ITEMS`, checked item by item at this edge: a bad item gets its
+errors in its own result and the others are still written (200); a single object that is not
+valid answers 400.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, PolymorphicProxySerializer, extend_schema, extend_schema_serializer
@@ -27,8 +27,9 @@ from outcomes.serializers import (
     EventItemSerializer,
     OutcomeItemSerializer,
     StrictSerializer,
+    check_batch,
 )
-from outcomes.services import BulkResult, ItemResult, outcome_event_record_bulk, outcome_upsert_bulk
+from outcomes.services import BulkResult, EventItem, OutcomeItem, outcome_event_record_bulk, outcome_upsert_bulk
 
 
 def batch_items(data: Any) -> tuple[list[Any], bool]:
@@ -48,35 +49,15 @@ def batch_items(data: Any) -> tuple[list[Any], bool]:
     return data, False
 
 
-def _external_id(item: Any) -> str:
-    return str(item.get("external_id", "")) if isinstance(item, dict) else ""
-
-
 def run_batch(
-    data: Any, item_serializer: type[StrictSerializer], write: Callable[[Sequence[Any]], BulkResult]
+    data: Any, check: Callable[[Any], Any], write: Callable[[list[Any]], BulkResult]
 ) -> tuple[BulkResult, bool]:
-    """Validate each item, hand the valid ones to ``write`` (one service call), merge the results.
+    """Check each item with ``check``, hand the valid ones to ``write`` (one service call), merge the results.
 
-    Results keep the request's order and indices.
+    Results keep the request's order and indices; whether the body was a single object comes second.
     """
     items, single = batch_items(data)
-    results: list[ItemResult | None] = []
-    valid: list[Any] = []
-    positions: list[int] = []
-    for index, item in enumerate(items):
-        try:
-            valid.append(item_serializer.check(item))
-        except serializers.ValidationError as exc:
-            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-            results.append(ItemResult(index=index, external_id=_external_id(item), ok=False, errors=detail))
-            continue
-        results.append(None)
-        positions.append(index)
-    if valid:
-        for position, result in zip(positions, write(valid).results, strict=True):
-            result.index = position
-            results[position] = result
-    return BulkResult([result for result in results if result is not None]), single
+    return check_batch(items, check).write_with(write), single
 
 
 def batch_response(outcome: BulkResult, single: bool) -> Response:
@@ -145,21 +126,21 @@ OUTCOME_EXAMPLE = {
 
 
 class BatchApi(APIView):
-    """A bulk write: one object or a list of items, checked one by one, handed to one service."""
+    """A bulk write: one object or a list of items, checked one by one here, handed to one service."""
 
     class FilterSerializer(OrganizationScopeSerializer):
         pass
 
     item_serializer: type[StrictSerializer]
 
-    def write(self, organization: Organization, items: Sequence[Any]) -> BulkResult:
+    def write(self, organization: Organization, items: list[Any]) -> BulkResult:
         raise NotImplementedError
 
     def post(self, request: Request) -> Response:
         scope = self.FilterSerializer(data=request.query_params)
         scope.is_valid(raise_exception=True)
         organization = organization_required(request, scope.validated_data.get("organization_id"))
-        outcome, single = run_batch(request.data, self.item_serializer, lambda items: self.write(organization, items))
+        outcome, single = run_batch(request.data, self.item_serializer.check, partial(self.write, organization))
         return batch_response(outcome, single)
 
 
@@ -179,7 +160,7 @@ class OutcomeUpsertApi(BatchApi):
     def post(self, request: Request) -> Response:
         return super().post(request)
 
-    def write(self, organization: Organization, items: Sequence[Any]) -> BulkResult:
+    def write(self, organization: Organization, items: list[OutcomeItem]) -> BulkResult:
         return outcome_upsert_bulk(organization=organization, items=items)
 
 
@@ -213,7 +194,7 @@ class OutcomeEventsApi(BatchApi):
     def post(self, request: Request) -> Response:
         return super().post(request)
 
-    def write(self, organization: Organization, items: Sequence[Any]) -> BulkResult:
+    def write(self, organization: Organization, items: list[EventItem]) -> BulkResult:
         return outcome_event_record_bulk(organization=organization, events=items)
 
 

@@ -1,13 +1,8 @@
 """The set-based engine behind funnel events: a few statements per batch, whatever its size.
 
-For each event type present in a batch, one conditional ``UPDATE ... RETURNING`` sets the stage's
-timestamp where it is still empty (the rows it returns are the only ones whose counters move) and
-one more moves an already-set timestamp earlier when an older event arrives late. PostgreSQL
-reads the batch from arrays through ``unnest``; SQLite from a ``VALUES`` list. Then one score
-update for the touched labels and one counter update per attributed model.
-
-Concurrent batches are safe: PostgreSQL re-checks ``... IS NULL`` after waiting for a row lock
-held by another writer, so exactly one of two racing statements sets a stage and counts it.
+Per event type in a batch, one conditional ``UPDATE ... RETURNING`` sets the stage's time where it
+is still empty (only the rows it returns move counters) and one moves a set time earlier; then one
+score update for the touched labels and the counters through ``model_counters_add``.
 """
 
 import datetime

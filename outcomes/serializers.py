@@ -1,18 +1,27 @@
-"""Shapes of the agents' outcome and event items, and of the per-item results they get back.
+"""The edge of the outcome endpoints: each item checked once, into the typed item a service takes.
 
-Items are validated one by one (see ``outcomes.api.validate_items``) so that a bad item is
-reported in its own result and never sinks the rest of the batch. The services validate again
-(and decide what the serializers cannot: whether a model or an external id exists).
+``OutcomeItemSerializer.check`` and ``EventItemSerializer.check`` turn one raw item into an
+:class:`~outcomes.services.OutcomeItem` or :class:`~outcomes.services.EventItem`, or raise with
+every field's errors. :func:`check_batch` runs one of them over a list, so that a bad item gets
+its own result and the others are still written; the API, commands and tests share it.
 """
 
-from typing import Any
+import datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from flywheel.fields import FiniteFloatField
 from outcomes.models import STAGES
+from outcomes.services import BulkResult, EventItem, ItemResult, OutcomeItem
 
 MAX_ITEMS = 1_000
+FUTURE_SLACK = datetime.timedelta(days=1)  # clocks of agents run a little ahead
+
+ItemT = TypeVar("ItemT", OutcomeItem, EventItem)
 
 
 class StrictSerializer(serializers.Serializer):
@@ -22,7 +31,7 @@ class StrictSerializer(serializers.Serializer):
     """
 
     @classmethod
-    def check(cls, item: Any) -> dict[str, Any]:
+    def check_fields(cls, item: Any) -> dict[str, Any]:
         """Validate one item with the declared fields; every field's errors at once.
 
         What ``run_validation`` does for these flat serializers, without a serializer instance
@@ -34,21 +43,26 @@ class StrictSerializer(serializers.Serializer):
         fields = cls._declared_fields
         errors: dict[str, Any] = {name: ["Unknown field."] for name in sorted(item.keys() - fields.keys())}
         values: dict[str, Any] = {}
-        for name, field in fields.items():
+        for name, field_ in fields.items():
             if name not in item:
-                if field.required:
-                    errors[name] = [field.error_messages["required"]]
+                if field_.required:
+                    errors[name] = [field_.error_messages["required"]]
                 continue
             try:
-                values[name] = field.run_validation(item[name])
+                values[name] = field_.run_validation(item[name])
             except serializers.ValidationError as exc:
                 errors[name] = exc.detail
         if errors:
             raise serializers.ValidationError(errors)
         return values
 
+    @classmethod
+    def check(cls, item: Any) -> Any:
+        """The typed item a service takes; raises ``ValidationError`` with the item's errors."""
+        raise NotImplementedError
+
     def to_internal_value(self, data: Any) -> Any:
-        return self.check(data)
+        return self.check_fields(data)
 
 
 def text(max_length: int | None = None, **kwargs: Any) -> serializers.CharField:
@@ -83,6 +97,15 @@ class OutcomeItemSerializer(StrictSerializer):
     reviewer_note = text()
     ideal_body = text(help_text="A reviewer's text that replaces the body as training target.")
 
+    @classmethod
+    def check(cls, item: Any) -> OutcomeItem:
+        values = cls.check_fields(item)
+        if values.get("body") == "":
+            # Absent, a body keeps the stored one (or is missing on a new label: the service says
+            # so); sent, it must say something.
+            raise serializers.ValidationError({"body": ["This field cannot be blank."]})
+        return OutcomeItem(model_id=values.pop("model", None), **values)
+
 
 class EventItemSerializer(StrictSerializer):
     """One funnel event of a message. The earliest time of a stage wins; repeats change nothing."""
@@ -102,6 +125,85 @@ class EventItemSerializer(StrictSerializer):
         coerce_to_string=False,
         help_text="Only with a deal_closed event.",
     )
+
+    @classmethod
+    def check(cls, item: Any) -> EventItem:
+        values = cls.check_fields(item)
+        event = EventItem(
+            external_id=values["external_id"],
+            type=values["type"],
+            occurred_at=values.get("occurred_at") or timezone.now(),
+            sentiment=values.get("sentiment"),
+            deal_value=values.get("deal_value"),
+        )
+        errors = _event_rule_errors(event)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return event
+
+
+def _event_rule_errors(event: EventItem) -> dict[str, list[str]]:
+    """What a well-formed event may still get wrong: a time ahead of now, a figure of another stage."""
+    errors: dict[str, list[str]] = {}
+    if event.occurred_at > timezone.now() + FUTURE_SLACK:
+        errors["occurred_at"] = ["Cannot be in the future."]
+    if event.sentiment is not None and event.type != "replied":
+        errors["sentiment"] = ["Only allowed with a replied event."]
+    if event.deal_value is not None and event.type != "deal_closed":
+        errors["deal_value"] = ["Only allowed with a deal_closed event."]
+    return errors
+
+
+@dataclass
+class CheckedBatch(Generic[ItemT]):
+    """A batch after the edge: the valid items for one service call, and a result per rejected one."""
+
+    items: list[ItemT] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    rejected: list[ItemResult] = field(default_factory=list)
+
+    def write_with(self, write: Callable[[list[ItemT]], BulkResult]) -> BulkResult:
+        """Hand the valid items to ``write`` (one service call); all results, in the request's order."""
+        by_index = {result.index: result for result in self.rejected}
+        written = write(self.items).results if self.items else []
+        for position, result in zip(self.positions, written, strict=True):
+            result.index = position
+            by_index[position] = result
+        return BulkResult([by_index[index] for index in range(len(by_index))])
+
+
+def check_batch(raw_items: Iterable[Any], check: Callable[[Any], ItemT]) -> CheckedBatch[ItemT]:
+    """Check each raw item with ``check`` (a serializer's ``check``); a bad item never sinks the others."""
+    batch: CheckedBatch[ItemT] = CheckedBatch()
+    for index, raw in enumerate(raw_items):
+        try:
+            batch.items.append(check(raw))
+        except serializers.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            batch.rejected.append(ItemResult(index=index, external_id=_external_id(raw), ok=False, errors=detail))
+            continue
+        batch.positions.append(index)
+    return batch
+
+
+def _external_id(raw: Any) -> str:
+    return str(raw.get("external_id", "")) if isinstance(raw, dict) else ""
+
+
+def outcome_items_from(raw_items: Iterable[Any]) -> list[OutcomeItem]:
+    """Checked outcome items from plain dicts (commands, tests); raises naming each bad item's index."""
+    return _all_valid(check_batch(raw_items, OutcomeItemSerializer.check))
+
+
+def event_items_from(raw_items: Iterable[Any]) -> list[EventItem]:
+    """Checked events from plain dicts (commands, tests); raises naming each bad item's index."""
+    return _all_valid(check_batch(raw_items, EventItemSerializer.check))
+
+
+def _all_valid(batch: CheckedBatch[ItemT]) -> list[ItemT]:
+    if batch.rejected:
+        raise serializers.ValidationError({str(result.index): result.errors for result in batch.rejected})
+    return batch.items
 
 
 class ItemResultSerializer(serializers.Serializer):

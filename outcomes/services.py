@@ -1,14 +1,13 @@
 """Every write to outcome labels: upserts by external id, funnel events, score recomputation.
 
-Attribution: a label created with a model adds one to that model's ``total_messages_sent``; the
-first time a label reaches replied / meeting booked / deal closed, the model's counters rise
-exactly once, in the same transaction as the label. Both rely on conditional statements (a row
-is counted only by the statement that moved it from "not yet" to "done") and ``F()`` increments,
-so retries, duplicate deliveries and concurrent writers cannot count anything twice.
+The services take items already checked at the edge (:mod:`outcomes.serializers`) and decide only
+what needs the database: the model an item names, whether its label exists, whether its model may
+change. Counters move through the registry's ``model_counters_add``, exactly once per label and stage.
 """
 
 import datetime
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,12 +17,11 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
-from django.utils import timezone
 
-from flywheel.errors import ApplicationError, validation_details
+from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from outcomes.events import EventBatch, apply_event_batch
-from outcomes.models import STAGES, OutcomeLabel
+from outcomes.models import OutcomeLabel
 from outcomes.scoring import quality_score_expression
 from outcomes.scrubbing import scrub
 from registry.models import RegisteredModel
@@ -51,6 +49,47 @@ UPSERT_FIELDS = (
     "sent_at",
 )
 CURATION_FIELDS = ("excluded_from_training", "reviewer_note", "ideal_body")
+LABEL_FIELDS = (*UPSERT_FIELDS, *CURATION_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeItem:
+    """One checked message report. ``None`` means "not sent": the stored value stays."""
+
+    external_id: str
+    model_id: uuid.UUID | None = None
+    industry: str | None = None
+    role: str | None = None
+    company_size: str | None = None
+    framework: str | None = None
+    tone: str | None = None
+    channel: str | None = None
+    icp_match_score: float | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    prompt: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    sent_at: datetime.datetime | None = None
+    excluded_from_training: bool | None = None
+    reviewer_note: str | None = None
+    ideal_body: str | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The label fields this item sets, by name."""
+        return {name: value for name in LABEL_FIELDS if (value := getattr(self, name)) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class EventItem:
+    """One checked funnel event: a stage of ``STAGES``, when it happened, and its reply or deal figure."""
+
+    external_id: str
+    type: str
+    occurred_at: datetime.datetime
+    sentiment: float | None = None
+    deal_value: Decimal | None = None
 
 
 @dataclass
@@ -85,64 +124,36 @@ class ItemInvalid(Exception):
 
 # --- Outcome labels ---------------------------------------------------------------------------
 
+CleanedLabels = dict[str, tuple[int, OutcomeLabel, OutcomeItem]]
+
 
 def _resolve_model(
-    organization: Organization, model_ref: Any, known: dict[str, RegisteredModel | None]
+    organization: Organization, model_id: uuid.UUID | None, known: dict[uuid.UUID, RegisteredModel | None]
 ) -> RegisteredModel | None:
     """The registry row an item names: one of the organization's models or a global one.
 
-    ``known`` remembers each reference of the batch, so a thousand items naming the same model
-    cost one query, not a thousand.
+    ``known`` remembers each model of the batch, so a thousand items naming the same model cost
+    one query, not a thousand.
     """
-    if model_ref in (None, ""):
+    if model_id is None:
         return None
-    if isinstance(model_ref, RegisteredModel):
-        model_ref = model_ref.pk
-    if str(model_ref) not in known:
-        known[str(model_ref)] = _find_model(organization, model_ref)
-    model = known[str(model_ref)]
+    if model_id not in known:
+        visible = RegisteredModel.objects.filter(Q(organization=organization) | Q(organization__isnull=True))
+        known[model_id] = visible.filter(pk=model_id).first()
+    model = known[model_id]
     if model is None:
-        raise ItemInvalid({"model": [f"No model {model_ref} is registered for this organization."]})
+        raise ItemInvalid({"model": [f"No model {model_id} is registered for this organization."]})
     return model
 
 
-def _find_model(organization: Organization, model_ref: Any) -> RegisteredModel | None:
-    try:
-        model = (
-            RegisteredModel.objects.filter(Q(organization=organization) | Q(organization__isnull=True))
-            .filter(pk=model_ref)
-            .first()
-        )
-    except (ValidationError, ValueError):
-        model = None
-    return model
-
-
-def _clean_label(
-    organization: Organization, data: dict[str, Any], known_models: dict[str, RegisteredModel | None]
-) -> tuple[OutcomeLabel, str]:
-    """Build an unsaved, validated label from an item; personal data scrubbed from the text."""
-    external_id = str(data.get("external_id") or "").strip()
-    if not external_id:
-        raise ItemInvalid({"external_id": ["This field is required."]})
-    unknown = set(data) - {*UPSERT_FIELDS, *CURATION_FIELDS, "external_id", "model"}
-    if unknown:
-        raise ItemInvalid({name: ["Unknown field."] for name in sorted(unknown)})
-    values = {name: data[name] for name in (*UPSERT_FIELDS, *CURATION_FIELDS) if name in data}
-    label = OutcomeLabel(organization=organization, external_id=external_id, **values)
-    label.model = _resolve_model(organization, data.get("model"), known_models)
-    try:
-        # Only the fields an item carries are checked here: an update may send just a few, and
-        # a new label's required fields are checked when it is known to be new.
-        absent = [f.name for f in OutcomeLabel._meta.fields if f.name not in data]
-        label.full_clean(exclude=["organization", "model", *absent], validate_unique=False, validate_constraints=False)
-    except ValidationError as exc:
-        raise ItemInvalid(validation_details(exc)) from exc
+def _label_from(organization: Organization, item: OutcomeItem, model: RegisteredModel | None) -> OutcomeLabel:
+    """An unsaved label with the item's fields; personal data scrubbed from the text."""
+    label = OutcomeLabel(organization=organization, external_id=item.external_id, model=model, **item.values())
     names = {"first_name": label.first_name, "last_name": label.last_name, "company": label.company}
     label.subject = scrub(label.subject, **names)
     label.body = scrub(label.body, **names)
     label.ideal_body = scrub(label.ideal_body, **names)
-    return label, external_id
+    return label
 
 
 def _count_messages(labels: Iterable[OutcomeLabel]) -> None:
@@ -153,10 +164,10 @@ def _count_messages(labels: Iterable[OutcomeLabel]) -> None:
     model_counters_add(increments=per_model)
 
 
-def _update_existing(existing: OutcomeLabel, label: OutcomeLabel, data: dict[str, Any]) -> bool:
+def _update_existing(existing: OutcomeLabel, label: OutcomeLabel, item: OutcomeItem) -> bool:
     if label.model_id and existing.model_id and existing.model_id != label.model_id:
         raise ItemInvalid({"model": ["The model that wrote a message cannot change."]})
-    names = [name for name in (*UPSERT_FIELDS, *CURATION_FIELDS) if name in data]
+    names = list(item.values())
     if label.model_id and not existing.model_id:
         names.append("model")
     changed = [name for name in names if getattr(existing, name) != getattr(label, name)]
@@ -169,41 +180,32 @@ def _update_existing(existing: OutcomeLabel, label: OutcomeLabel, data: dict[str
     return bool(changed)
 
 
-def outcome_upsert_bulk(*, organization: Organization, items: Sequence[dict[str, Any]]) -> BulkResult:
-    """Create or update labels by ``external_id``; invalid items are reported, valid ones kept.
+def outcome_upsert_bulk(*, organization: Organization, items: Sequence[OutcomeItem]) -> BulkResult:
+    """Create or update labels by ``external_id``; items the database refuses are reported, the others kept.
 
     A handful of statements per batch: one read of the existing rows (locked), one bulk insert,
     one counter update per attributed model and one score update.
     """
     if len(items) > MAX_BATCH:
         raise ApplicationError(f"At most {MAX_BATCH} items per call.", code="too_many_items")
-    results: list[ItemResult] = []
-    cleaned: dict[str, tuple[int, OutcomeLabel, dict[str, Any]]] = {}
-    known_models: dict[str, RegisteredModel | None] = {}
-    for index, data in enumerate(items):
-        external_id = str(data.get("external_id", "")) if isinstance(data, dict) else ""
-        result = ItemResult(index=index, external_id=external_id, ok=False)
-        results.append(result)
+    results = [ItemResult(index=index, external_id=item.external_id, ok=False) for index, item in enumerate(items)]
+    cleaned: CleanedLabels = {}
+    known_models: dict[uuid.UUID, RegisteredModel | None] = {}
+    for index, item in enumerate(items):
         try:
-            if not isinstance(data, dict):
-                raise ItemInvalid({"non_field_errors": ["Expected an object."]})
-            label, external_id = _clean_label(organization, data, known_models)
+            model = _resolve_model(organization, item.model_id, known_models)
         except ItemInvalid as exc:
-            result.errors = exc.errors
+            results[index].errors = exc.errors
             continue
-        if external_id in cleaned:
-            results[cleaned[external_id][0]].errors = {"external_id": ["Repeated in this batch."]}
-        cleaned[external_id] = (index, label, data)
+        if item.external_id in cleaned:
+            results[cleaned[item.external_id][0]].errors = {"external_id": ["Repeated in this batch."]}
+        cleaned[item.external_id] = (index, _label_from(organization, item, model), item)
     _write_labels(organization, cleaned, results)
     return BulkResult(results)
 
 
-def _write_labels(
-    organization: Organization,
-    cleaned: dict[str, tuple[int, OutcomeLabel, dict[str, Any]]],
-    results: list[ItemResult],
-) -> None:
-    cleaned = {eid: item for eid, item in cleaned.items() if not results[item[0]].errors}
+def _write_labels(organization: Organization, cleaned: CleanedLabels, results: list[ItemResult]) -> None:
+    cleaned = {eid: entry for eid, entry in cleaned.items() if not results[entry[0]].errors}
     for attempt in range(3):
         try:
             with transaction.atomic():
@@ -219,11 +221,7 @@ def _write_labels(
     raise ApplicationError("Too much concurrent activity on these outcomes; retry.", code="conflict")
 
 
-def _write_labels_once(
-    organization: Organization,
-    cleaned: dict[str, tuple[int, OutcomeLabel, dict[str, Any]]],
-    results: list[ItemResult],
-) -> list[Any]:
+def _write_labels_once(organization: Organization, cleaned: CleanedLabels, results: list[ItemResult]) -> list[Any]:
     existing = {
         label.external_id: label
         for label in OutcomeLabel.objects.select_for_update().filter(
@@ -233,12 +231,12 @@ def _write_labels_once(
     new: list[OutcomeLabel] = []
     attributed: list[OutcomeLabel] = []
     touched: list[Any] = []
-    for external_id, (index, label, data) in cleaned.items():
+    for external_id, (index, label, item) in cleaned.items():
         result = results[index]
         if external_id in existing:
             newly_attributed = bool(label.model_id and not existing[external_id].model_id)
             try:
-                result.changed = _update_existing(existing[external_id], label, data)
+                result.changed = _update_existing(existing[external_id], label, item)
             except ItemInvalid as exc:
                 result.errors = exc.errors
                 continue
@@ -259,9 +257,9 @@ def _write_labels_once(
     return touched
 
 
-def outcome_upsert(*, organization: Organization, data: dict[str, Any]) -> OutcomeLabel:
-    """Create or update one label by ``external_id``; raises ``ValidationError`` on bad input."""
-    result = outcome_upsert_bulk(organization=organization, items=[data]).results[0]
+def outcome_upsert(*, organization: Organization, item: OutcomeItem) -> OutcomeLabel:
+    """Create or update one label by ``external_id``; raises ``ValidationError`` when it cannot be written."""
+    result = outcome_upsert_bulk(organization=organization, items=[item]).results[0]
     if not result.ok:
         raise ValidationError(result.errors)
     assert result.id is not None
@@ -283,74 +281,8 @@ def outcome_curate(
 # --- Events -----------------------------------------------------------------------------------
 
 
-def _clean_event(data: Any) -> tuple[str, str, datetime.datetime, float | None, Decimal | None]:
-    if not isinstance(data, dict):
-        raise ItemInvalid({"non_field_errors": ["Expected an object."]})
-    errors: dict[str, list[str]] = {}
-    external_id = str(data.get("external_id") or "").strip()
-    if not external_id:
-        errors["external_id"] = ["This field is required."]
-    kind = data.get("type")
-    if kind not in STAGES:
-        errors["type"] = [f"Must be one of: {', '.join(STAGES)}."]
-    occurred_at = _parse_time(data.get("occurred_at"), errors)
-    sentiment = _parse_number(data.get("sentiment"), "sentiment", -1, 1, errors, only_for="replied", kind=kind)
-    value = _parse_number(data.get("deal_value"), "deal_value", 0, None, errors, only_for="deal_closed", kind=kind)
-    if errors:
-        raise ItemInvalid(errors)
-    assert occurred_at is not None
-    return external_id, str(kind), occurred_at, sentiment, None if value is None else Decimal(str(value))
-
-
-def _parse_time(raw: Any, errors: dict[str, list[str]]) -> datetime.datetime | None:
-    if raw in (None, ""):
-        return timezone.now()
-    parsed: datetime.datetime | None = None
-    if isinstance(raw, datetime.datetime):
-        parsed = raw
-    elif isinstance(raw, str):
-        try:
-            parsed = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            parsed = None
-    if parsed is None:
-        errors["occurred_at"] = ["Expected an ISO 8601 date and time."]
-        return None
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, datetime.UTC)
-    if parsed > timezone.now() + datetime.timedelta(days=1):
-        errors["occurred_at"] = ["Cannot be in the future."]
-    return parsed
-
-
-def _parse_number(
-    raw: Any,
-    name: str,
-    low: float,
-    high: float | None,
-    errors: dict[str, list[str]],
-    *,
-    only_for: str,
-    kind: Any,
-) -> float | None:
-    if raw is None:
-        return None
-    if kind != only_for:
-        errors[name] = [f"Only allowed with a {only_for} event."]
-        return None
-    try:
-        number = float(raw)
-    except (TypeError, ValueError):
-        errors[name] = ["Expected a number."]
-        return None
-    if number != number or number < low or (high is not None and number > high):
-        errors[name] = [f"Must be between {low} and {high}." if high is not None else f"Must be at least {low}."]
-        return None
-    return number
-
-
-def outcome_event_record_bulk(*, organization: Organization, events: Sequence[Any]) -> BulkResult:
-    """Record funnel events; per-item results, invalid items reported, valid ones applied.
+def outcome_event_record_bulk(*, organization: Organization, events: Sequence[EventItem]) -> BulkResult:
+    """Record funnel events; per-item results: an event whose label is not found is reported.
 
     The earliest timestamp of a stage wins and a repeated event changes nothing, so a retried
     batch is harmless. Set-based: a couple of statements per event type present in the batch,
@@ -358,20 +290,12 @@ def outcome_event_record_bulk(*, organization: Organization, events: Sequence[An
     """
     if len(events) > MAX_BATCH:
         raise ApplicationError(f"At most {MAX_BATCH} events per call.", code="too_many_items")
-    results: list[ItemResult] = []
     batch = EventBatch()
-    for index, data in enumerate(events):
-        external_id = str(data.get("external_id", "")) if isinstance(data, dict) else ""
-        result = ItemResult(index=index, external_id=external_id, ok=False)
-        results.append(result)
-        try:
-            external_id, kind, occurred_at, sentiment, value = _clean_event(data)
-        except ItemInvalid as exc:
-            result.errors = exc.errors
-            continue
-        batch.add(index, external_id, kind, occurred_at, sentiment, value)
+    for index, event in enumerate(events):
+        batch.add(index, event.external_id, event.type, event.occurred_at, event.sentiment, event.deal_value)
     with transaction.atomic():
         outcome = apply_event_batch(connection, organization_id=organization.pk, batch=batch)
+    results = [ItemResult(index=index, external_id=event.external_id, ok=False) for index, event in enumerate(events)]
     _finish_results(results, batch, outcome.found, outcome.changed)
     return BulkResult(results)
 
@@ -388,21 +312,8 @@ def _finish_results(
         result.changed = (external_id, kind) in changed
 
 
-def outcome_event_record(
-    *,
-    organization: Organization,
-    external_id: str,
-    type: str,
-    occurred_at: datetime.datetime | None = None,
-    sentiment: float | None = None,
-    deal_value: Decimal | float | None = None,
-) -> bool:
-    """Record one funnel event; returns whether it changed the label. Raises on bad input."""
-    event: dict[str, Any] = {"external_id": external_id, "type": type, "occurred_at": occurred_at}
-    if sentiment is not None:
-        event["sentiment"] = sentiment
-    if deal_value is not None:
-        event["deal_value"] = deal_value
+def outcome_event_record(*, organization: Organization, event: EventItem) -> bool:
+    """Record one funnel event; returns whether it changed the label. Raises when its label is not found."""
     result = outcome_event_record_bulk(organization=organization, events=[event]).results[0]
     if not result.ok:
         raise ValidationError(result.errors)

@@ -5,6 +5,7 @@ from collections.abc import Callable
 import pytest
 from django.db import connection
 
+from outcomes.serializers import event_items_from, outcome_items_from
 from outcomes.services import outcome_event_record_bulk, outcome_upsert_bulk
 from tests.concurrency import errors_of, run_at_once
 from tests.factories import OrganizationFactory
@@ -25,9 +26,12 @@ def test_concurrent_writers_of_the_same_events_count_each_stage_once() -> None:
     org = OrganizationFactory.create()
     model = RegisteredModelFactory.create(organization=org)
     outcome_upsert_bulk(
-        organization=org, items=[{"external_id": f"m-{n}", "body": "b", "model": str(model.pk)} for n in range(300)]
+        organization=org,
+        items=outcome_items_from({"external_id": f"m-{n}", "body": "b", "model": str(model.pk)} for n in range(300)),
     )
-    events = [{"external_id": f"m-{n}", "type": kind} for n in range(300) for kind in ("replied", "meeting_booked")]
+    events = event_items_from(
+        {"external_id": f"m-{n}", "type": kind} for n in range(300) for kind in ("replied", "meeting_booked")
+    )
     in_threads([lambda: outcome_event_record_bulk(organization=org, events=events) for _ in range(6)])
     model.refresh_from_db()
     assert (model.total_replies, model.total_meetings_booked) == (300, 300)
@@ -41,10 +45,10 @@ def test_concurrent_writers_of_different_labels_lose_no_update() -> None:
         ids = [f"p{part}-{n}" for n in range(100)]
 
         def work() -> None:
-            outcome_upsert_bulk(
-                organization=org, items=[{"external_id": i, "body": "b", "model": str(model.pk)} for i in ids]
-            )
-            outcome_event_record_bulk(organization=org, events=[{"external_id": i, "type": "replied"} for i in ids])
+            items = outcome_items_from({"external_id": i, "body": "b", "model": str(model.pk)} for i in ids)
+            outcome_upsert_bulk(organization=org, items=items)
+            events = event_items_from({"external_id": i, "type": "replied"} for i in ids)
+            outcome_event_record_bulk(organization=org, events=events)
 
         return work
 

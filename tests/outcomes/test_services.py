@@ -9,8 +9,19 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.utils import timezone
 
+from flywheel.models import Organization
 from outcomes.models import OutcomeLabel
+from outcomes.serializers import (
+    EventItemSerializer,
+    OutcomeItemSerializer,
+    check_batch,
+    event_items_from,
+    outcome_items_from,
+)
 from outcomes.services import (
+    BulkResult,
+    EventItem,
+    OutcomeItem,
     outcome_event_record,
     outcome_event_record_bulk,
     outcome_upsert,
@@ -30,6 +41,23 @@ def item(external_id: str, **extra: Any) -> dict[str, Any]:
     return {"external_id": external_id, "subject": "Quick idea", "body": "Hi there, a short note.", **extra}
 
 
+def checked(raw: dict[str, Any]) -> OutcomeItem:
+    """An item as an agent sends it, checked at the edge."""
+    return outcome_items_from([raw])[0]
+
+
+def upsert_as_sent(organization: Organization, raw_items: list[Any]) -> BulkResult:
+    """Items as an agent sends them, checked at the edge; the valid ones written, every item answered."""
+    batch = check_batch(raw_items, OutcomeItemSerializer.check)
+    return batch.write_with(lambda items: outcome_upsert_bulk(organization=organization, items=items))
+
+
+def record_as_sent(organization: Organization, raw_events: list[Any]) -> BulkResult:
+    """Events as an agent sends them, checked at the edge; the valid ones recorded, every event answered."""
+    batch = check_batch(raw_events, EventItemSerializer.check)
+    return batch.write_with(lambda events: outcome_event_record_bulk(organization=organization, events=events))
+
+
 def counters(model: RegisteredModel) -> tuple[int, int, int, int, Decimal]:
     model.refresh_from_db()
     return (
@@ -46,21 +74,21 @@ def counters(model: RegisteredModel) -> tuple[int, int, int, int, Decimal]:
 
 def test_an_upsert_creates_then_updates_the_same_label_by_external_id() -> None:
     org = OrganizationFactory.create()
-    first = outcome_upsert(organization=org, data=item("m-1", industry="SaaS"))
-    second = outcome_upsert(organization=org, data=item("m-1", industry="FinTech"))
+    first = outcome_upsert(organization=org, item=checked(item("m-1", industry="SaaS")))
+    second = outcome_upsert(organization=org, item=checked(item("m-1", industry="FinTech")))
     assert first.pk == second.pk
     assert OutcomeLabel.objects.get().industry == "FinTech"
 
 
 def test_the_same_external_id_in_two_organizations_is_two_labels() -> None:
-    outcome_upsert(organization=OrganizationFactory.create(), data=item("m-1"))
-    outcome_upsert(organization=OrganizationFactory.create(), data=item("m-1"))
+    outcome_upsert(organization=OrganizationFactory.create(), item=checked(item("m-1")))
+    outcome_upsert(organization=OrganizationFactory.create(), item=checked(item("m-1")))
     assert OutcomeLabel.objects.count() == 2
 
 
 def test_a_bulk_upsert_keeps_valid_items_and_reports_bad_ones_per_item() -> None:
     items: list[Any] = [item("ok-1"), item("bad-1", icp_match_score=1.5), {"body": "no id"}, "bad", item("ok-2")]
-    result = outcome_upsert_bulk(organization=OrganizationFactory.create(), items=items)
+    result = upsert_as_sent(OrganizationFactory.create(), items)
     assert [r.ok for r in result.results] == [True, False, False, False, True]
     assert "icp_match_score" in result.results[1].errors
     assert "external_id" in result.results[2].errors
@@ -68,32 +96,34 @@ def test_a_bulk_upsert_keeps_valid_items_and_reports_bad_ones_per_item() -> None
 
 
 def test_an_unknown_field_is_an_item_error_not_silently_dropped() -> None:
-    result = outcome_upsert_bulk(organization=OrganizationFactory.create(), items=[item("m-1", quality_score=1.0)])
+    result = upsert_as_sent(OrganizationFactory.create(), [item("m-1", quality_score=1.0)])
     assert result.results[0].errors == {"quality_score": ["Unknown field."]}
 
 
 def test_a_model_of_another_organization_cannot_be_attributed() -> None:
     org = OrganizationFactory.create()
     foreign = RegisteredModelFactory.create(organization=OrganizationFactory.create())
-    result = outcome_upsert_bulk(organization=org, items=[item("m-1", model=str(foreign.pk))])
+    result = outcome_upsert_bulk(organization=org, items=outcome_items_from([item("m-1", model=str(foreign.pk))]))
     assert "model" in result.results[0].errors
     assert not OutcomeLabel.objects.exists()
 
 
 def test_a_global_model_can_be_attributed_by_any_organization() -> None:
     global_model = RegisteredModelFactory.create(organization=None)
-    outcome_upsert(organization=OrganizationFactory.create(), data=item("m-1", model=str(global_model.pk)))
+    outcome_upsert(organization=OrganizationFactory.create(), item=checked(item("m-1", model=str(global_model.pk))))
     assert counters(global_model)[0] == 1
 
 
 def test_personal_data_is_scrubbed_when_a_label_is_written() -> None:
     label = outcome_upsert(
         organization=OrganizationFactory.create(),
-        data=item(
-            "m-1",
-            first_name="Maya",
-            company="Northwind",
-            body="Hi Maya, Northwind could reply to maya@northwind.io or call +1 415 555 0100.",
+        item=checked(
+            item(
+                "m-1",
+                first_name="Maya",
+                company="Northwind",
+                body="Hi Maya, Northwind could reply to maya@northwind.io or call +1 415 555 0100.",
+            )
         ),
     )
     assert "Maya" not in label.body and "Northwind" not in label.body and "@" not in label.body
@@ -105,7 +135,8 @@ def test_creating_an_attributed_label_counts_one_message_once_even_when_retried(
     model = RegisteredModelFactory.create(organization=org)
     for _ in range(3):
         outcome_upsert_bulk(
-            organization=org, items=[item("m-1", model=str(model.pk)), item("m-2", model=str(model.pk))]
+            organization=org,
+            items=outcome_items_from([item("m-1", model=str(model.pk)), item("m-2", model=str(model.pk))]),
         )
     assert counters(model)[0] == 2
 
@@ -113,9 +144,9 @@ def test_creating_an_attributed_label_counts_one_message_once_even_when_retried(
 def test_the_model_that_wrote_a_message_cannot_change() -> None:
     org = OrganizationFactory.create()
     a, b = RegisteredModelFactory.create(organization=org), RegisteredModelFactory.create(organization=org)
-    outcome_upsert(organization=org, data=item("m-1", model=str(a.pk)))
+    outcome_upsert(organization=org, item=checked(item("m-1", model=str(a.pk))))
     with pytest.raises(ValidationError):
-        outcome_upsert(organization=org, data=item("m-1", model=str(b.pk)))
+        outcome_upsert(organization=org, item=checked(item("m-1", model=str(b.pk))))
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -138,7 +169,7 @@ def test_the_model_that_wrote_a_message_cannot_change() -> None:
 def test_every_event_type_sets_its_timestamp_and_rescores(kind: str, column: str) -> None:
     label = OutcomeLabelFactory.create()
     assert outcome_event_record(
-        organization=label.organization, external_id=label.external_id, type=kind, occurred_at=T0
+        organization=label.organization, event=EventItem(external_id=label.external_id, type=kind, occurred_at=T0)
     )
     label.refresh_from_db()
     assert getattr(label, column) == T0
@@ -150,9 +181,13 @@ def test_every_event_type_sets_its_timestamp_and_rescores(kind: str, column: str
 def test_a_repeated_event_changes_nothing() -> None:
     label = OutcomeLabelFactory.create()
     org = label.organization
-    assert outcome_event_record(organization=org, external_id=label.external_id, type="opened", occurred_at=T0)
+    assert outcome_event_record(
+        organization=org, event=EventItem(external_id=label.external_id, type="opened", occurred_at=T0)
+    )
     later = T0 + datetime.timedelta(hours=1)
-    assert not outcome_event_record(organization=org, external_id=label.external_id, type="opened", occurred_at=later)
+    assert not outcome_event_record(
+        organization=org, event=EventItem(external_id=label.external_id, type="opened", occurred_at=later)
+    )
     label.refresh_from_db()
     assert label.opened_at == T0
 
@@ -160,10 +195,12 @@ def test_a_repeated_event_changes_nothing() -> None:
 def test_an_earlier_event_arriving_late_moves_the_timestamp_back_without_recounting() -> None:
     org = OrganizationFactory.create()
     model = RegisteredModelFactory.create(organization=org)
-    outcome_upsert(organization=org, data=item("m-1", model=str(model.pk)))
-    outcome_event_record(organization=org, external_id="m-1", type="replied", occurred_at=T0)
+    outcome_upsert(organization=org, item=checked(item("m-1", model=str(model.pk))))
+    outcome_event_record(organization=org, event=EventItem(external_id="m-1", type="replied", occurred_at=T0))
     earlier = T0 - datetime.timedelta(hours=5)
-    assert outcome_event_record(organization=org, external_id="m-1", type="replied", occurred_at=earlier)
+    assert outcome_event_record(
+        organization=org, event=EventItem(external_id="m-1", type="replied", occurred_at=earlier)
+    )
     assert OutcomeLabel.objects.get().replied_at == earlier
     assert counters(model)[1] == 1
 
@@ -171,9 +208,12 @@ def test_an_earlier_event_arriving_late_moves_the_timestamp_back_without_recount
 def test_events_out_of_funnel_order_each_count() -> None:
     label = OutcomeLabelFactory.create()
     org = label.organization
-    outcome_event_record(organization=org, external_id=label.external_id, type="replied", occurred_at=T0)
     outcome_event_record(
-        organization=org, external_id=label.external_id, type="delivered", occurred_at=T0 - datetime.timedelta(hours=1)
+        organization=org, event=EventItem(external_id=label.external_id, type="replied", occurred_at=T0)
+    )
+    outcome_event_record(
+        organization=org,
+        event=EventItem(external_id=label.external_id, type="delivered", occurred_at=T0 - datetime.timedelta(hours=1)),
     )
     label.refresh_from_db()
     assert label.quality_score == pytest.approx(0.3)
@@ -182,9 +222,12 @@ def test_events_out_of_funnel_order_each_count() -> None:
 def test_a_reply_keeps_its_sentiment_and_a_deal_its_value() -> None:
     label = OutcomeLabelFactory.create()
     org = label.organization
-    outcome_event_record(organization=org, external_id=label.external_id, type="replied", occurred_at=T0, sentiment=0.9)
     outcome_event_record(
-        organization=org, external_id=label.external_id, type="deal_closed", occurred_at=T0, deal_value=Decimal(60000)
+        organization=org, event=EventItem(external_id=label.external_id, type="replied", occurred_at=T0, sentiment=0.9)
+    )
+    outcome_event_record(
+        organization=org,
+        event=EventItem(external_id=label.external_id, type="deal_closed", occurred_at=T0, deal_value=Decimal(60000)),
     )
     label.refresh_from_db()
     assert label.reply_sentiment == 0.9
@@ -195,7 +238,9 @@ def test_a_reply_keeps_its_sentiment_and_a_deal_its_value() -> None:
 def test_attributed_funnel_stages_move_the_models_counters_exactly_once() -> None:
     org = OrganizationFactory.create()
     model = RegisteredModelFactory.create(organization=org)
-    outcome_upsert_bulk(organization=org, items=[item(f"m-{n}", model=str(model.pk)) for n in range(3)])
+    outcome_upsert_bulk(
+        organization=org, items=outcome_items_from(item(f"m-{n}", model=str(model.pk)) for n in range(3))
+    )
     batch = [
         {"external_id": "m-0", "type": "replied", "occurred_at": T0.isoformat()},
         {"external_id": "m-0", "type": "meeting_booked", "occurred_at": T0.isoformat()},
@@ -203,8 +248,8 @@ def test_attributed_funnel_stages_move_the_models_counters_exactly_once() -> Non
         {"external_id": "m-1", "type": "replied", "occurred_at": T0.isoformat()},
         {"external_id": "m-1", "type": "replied", "occurred_at": (T0 + datetime.timedelta(minutes=1)).isoformat()},
     ]
-    outcome_event_record_bulk(organization=org, events=batch)
-    outcome_event_record_bulk(organization=org, events=batch)  # a retried delivery
+    outcome_event_record_bulk(organization=org, events=event_items_from(batch))
+    outcome_event_record_bulk(organization=org, events=event_items_from(batch))  # a retried delivery
     assert counters(model) == (3, 2, 1, 1, Decimal("15000.00"))
     model.refresh_from_db()
     assert model.reply_rate == pytest.approx(2 / 3)
@@ -213,9 +258,9 @@ def test_attributed_funnel_stages_move_the_models_counters_exactly_once() -> Non
 
 def test_a_bulk_event_call_keeps_valid_events_and_reports_bad_ones_per_item() -> None:
     label = OutcomeLabelFactory.create()
-    result = outcome_event_record_bulk(
-        organization=label.organization,
-        events=[
+    result = record_as_sent(
+        label.organization,
+        [
             {"external_id": label.external_id, "type": "opened", "occurred_at": T0.isoformat()},
             {"external_id": label.external_id, "type": "teleported"},
             {"external_id": "missing", "type": "opened"},
@@ -240,7 +285,8 @@ def test_a_bulk_event_call_keeps_valid_events_and_reports_bad_ones_per_item() ->
 def test_events_of_another_organization_do_not_touch_its_labels() -> None:
     label = OutcomeLabelFactory.create()
     result = outcome_event_record_bulk(
-        organization=OrganizationFactory.create(), events=[{"external_id": label.external_id, "type": "opened"}]
+        organization=OrganizationFactory.create(),
+        events=event_items_from([{"external_id": label.external_id, "type": "opened"}]),
     )
     assert not result.results[0].ok
     label.refresh_from_db()
@@ -250,8 +296,12 @@ def test_events_of_another_organization_do_not_touch_its_labels() -> None:
 def test_a_large_batch_is_applied_in_a_handful_of_statements(django_assert_max_num_queries: Any) -> None:
     org = OrganizationFactory.create()
     model = RegisteredModelFactory.create(organization=org)
-    outcome_upsert_bulk(organization=org, items=[item(f"m-{n}", model=str(model.pk)) for n in range(2500)])
-    events = [{"external_id": f"m-{n}", "type": kind} for n in range(2500) for kind in ("delivered", "replied")]
+    outcome_upsert_bulk(
+        organization=org, items=outcome_items_from(item(f"m-{n}", model=str(model.pk)) for n in range(2500))
+    )
+    events = event_items_from(
+        {"external_id": f"m-{n}", "type": kind} for n in range(2500) for kind in ("delivered", "replied")
+    )
     with django_assert_max_num_queries(16):
         outcome_event_record_bulk(organization=org, events=events)
     assert counters(model)[:2] == (2500, 2500)
@@ -266,13 +316,15 @@ def test_recompute_quality_scores_rewrites_stored_scores_after_the_weights_chang
 
 def test_an_update_may_carry_only_the_fields_it_changes() -> None:
     org = OrganizationFactory.create()
-    outcome_upsert(organization=org, data=item("m-1", industry="SaaS"))
-    label = outcome_upsert(organization=org, data={"external_id": "m-1", "excluded_from_training": True})
+    outcome_upsert(organization=org, item=checked(item("m-1", industry="SaaS")))
+    label = outcome_upsert(organization=org, item=checked({"external_id": "m-1", "excluded_from_training": True}))
     assert label.excluded_from_training and label.industry == "SaaS" and label.body
 
 
 def test_a_new_outcome_needs_a_body() -> None:
-    result = outcome_upsert_bulk(organization=OrganizationFactory.create(), items=[{"external_id": "m-1"}])
+    result = outcome_upsert_bulk(
+        organization=OrganizationFactory.create(), items=outcome_items_from([{"external_id": "m-1"}])
+    )
     assert result.results[0].errors == {"body": ["This field is required for a new outcome."]}
     assert not OutcomeLabel.objects.exists()
 
@@ -280,7 +332,7 @@ def test_a_new_outcome_needs_a_body() -> None:
 def test_a_bulk_upsert_looks_each_model_up_once(django_assert_max_num_queries: Any) -> None:
     org = OrganizationFactory.create()
     model = RegisteredModelFactory.create(organization=org)
-    items = [item(f"m-{n}", model=str(model.pk)) for n in range(300)]
+    items = outcome_items_from(item(f"m-{n}", model=str(model.pk)) for n in range(300))
     # One model lookup and a few writes; SQLite splits the insert by its parameter limit.
     with django_assert_max_num_queries(20):
         result = outcome_upsert_bulk(organization=org, items=items)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from flywheel.models import Organization
 from flywheel.services import api_key_create, organization_create
-from outcomes.services import outcome_event_record_bulk, outcome_upsert_bulk
+from outcomes.services import EventItem, OutcomeItem, outcome_event_record_bulk, outcome_upsert_bulk
 from registry.models import RegisteredModel
 from registry.services import model_deploy, model_register, model_set_baseline
 
@@ -90,7 +90,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo organization created; its ops API key (shown once): {secret}")
         models = self._models(organization)
         now = timezone.now()
-        items, events = [], []
+        items: list[OutcomeItem] = []
+        events: list[EventItem] = []
         for n in range(options["labels"]):
             model = models["tuned"] if n % 3 == 0 else models["base"]
             item, item_events = _synthetic_label(rng, n, model, now)
@@ -127,30 +128,30 @@ class Command(BaseCommand):
 
 def _synthetic_label(
     rng: random.Random, n: int, model: RegisteredModel, now: datetime.datetime
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[OutcomeItem, list[EventItem]]:
     industry, role = rng.choice(INDUSTRIES), rng.choice(ROLES)
     framework, tone = rng.choice(FRAMEWORKS), rng.choice(TONES)
     first, last, company = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES), rng.choice(COMPANIES)
     sent_at = now - datetime.timedelta(days=rng.uniform(1, 75))
     opener = rng.choice(OPENERS[framework]).format(role=role, industry=industry, company=company)
     pitch = f"{opener} {rng.choice(VALUE)} {rng.choice(CALLS_TO_ACTION).format(industry=industry)}"
-    item = {
-        "external_id": f"demo-{n:05d}",
-        "model": model.pk,
-        "industry": industry,
-        "role": role,
-        "framework": framework,
-        "tone": tone,
-        "channel": "email",
-        "company_size": rng.choice(["1-50", "51-200", "201-1000", "1000+"]),
-        "icp_match_score": round(rng.uniform(0.3, 1.0), 2),
-        "first_name": first,
-        "last_name": last,
-        "company": company,
-        "subject": f"{company} x faster pipeline reviews",
-        "body": f"Hi {first},\n\n{pitch}\n\nBest,\nAlex",
-        "sent_at": sent_at,
-    }
+    item = OutcomeItem(
+        external_id=f"demo-{n:05d}",
+        model_id=model.pk,
+        industry=industry,
+        role=role,
+        framework=framework,
+        tone=tone,
+        channel="email",
+        company_size=rng.choice(["1-50", "51-200", "201-1000", "1000+"]),
+        icp_match_score=round(rng.uniform(0.3, 1.0), 2),
+        first_name=first,
+        last_name=last,
+        company=company,
+        subject=f"{company} x faster pipeline reviews",
+        body=f"Hi {first},\n\n{pitch}\n\nBest,\nAlex",
+        sent_at=sent_at,
+    )
     return item, _synthetic_events(
         rng, f"demo-{n:05d}", FUNNEL["tuned" if "ft:" in model.model_id else "base"], sent_at, now
     )
@@ -158,23 +159,22 @@ def _synthetic_label(
 
 def _synthetic_events(
     rng: random.Random, external_id: str, odds: dict[str, float], sent_at: datetime.datetime, now: datetime.datetime
-) -> list[dict[str, Any]]:
+) -> list[EventItem]:
     if rng.random() < 0.04:
-        return [{"external_id": external_id, "type": "bounced", "occurred_at": sent_at + datetime.timedelta(minutes=2)}]
+        return [EventItem(external_id=external_id, type="bounced", occurred_at=sent_at + datetime.timedelta(minutes=2))]
     at = sent_at + datetime.timedelta(minutes=5)
-    events = [{"external_id": external_id, "type": "delivered", "occurred_at": at}]
+    events = [EventItem(external_id=external_id, type="delivered", occurred_at=at)]
     for stage in ("opened", "clicked", "replied", "meeting_booked", "meeting_completed", "deal_closed"):
         if stage != "clicked" and rng.random() >= odds[stage]:
             break
         if stage == "clicked" and rng.random() >= odds[stage]:
             continue
         at = min(at + datetime.timedelta(hours=rng.uniform(1, 96)), now)
-        event: dict[str, Any] = {"external_id": external_id, "type": stage, "occurred_at": at}
-        if stage == "replied":
-            event["sentiment"] = round(rng.uniform(-0.2, 1.0), 2)
-        if stage == "deal_closed":
-            event["deal_value"] = Decimal(rng.choice([8000, 15000, 24000, 50000, 72000]))
-        events.append(event)
+        sentiment = round(rng.uniform(-0.2, 1.0), 2) if stage == "replied" else None
+        value = Decimal(rng.choice([8000, 15000, 24000, 50000, 72000])) if stage == "deal_closed" else None
+        events.append(
+            EventItem(external_id=external_id, type=stage, occurred_at=at, sentiment=sentiment, deal_value=value)
+        )
     if rng.random() < 0.02:
-        events.append({"external_id": external_id, "type": "unsubscribed", "occurred_at": at})
+        events.append(EventItem(external_id=external_id, type="unsubscribed", occurred_at=at))
     return events

@@ -1,4 +1,4 @@
-"""Test-wide fixtures: background tasks run synchronously; caches start empty."""
+"""Test-wide fixtures: background tasks run synchronously; caches start empty; API tenants and staff."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,6 +7,11 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django_q.conf import Conf
+from rest_framework.test import APIClient
+
+from flywheel.keycache import forget_verified_keys
+from registry import routing
+from tests.api_clients import Tenant, make_tenant, staff_client
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +23,30 @@ def _isolated(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _cold_caches() -> Iterator[None]:
+    """Each test starts with no remembered keys and no routing tables, and leaves none."""
+    forget_verified_keys()
+    routing.clear_cache()
+    yield
+    forget_verified_keys()
+    routing.clear_cache()
+
+
+@pytest.fixture
+def tenant() -> Tenant:
+    return make_tenant()
+
+
+@pytest.fixture
+def other() -> Tenant:
+    """Another organization: nothing of it may ever be seen or changed by ``tenant``."""
+    return make_tenant()
+
+
+@pytest.fixture
+def staff() -> APIClient:
+    """ML ops staff: may deploy models and run training, in any organization or the global pool."""
+    return staff_client("registry.deploy_model", "training.run_training")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.api.conftest import assert_error, make_tenant
+from tests.api_clients import assert_error, make_tenant
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]

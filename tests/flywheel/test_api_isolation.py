@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from outcomes.models import OutcomeLabel
 from registry.models import RegisteredModel
-from tests.api.conftest import Tenant, assert_error
+from tests.api_clients import Tenant, assert_error
 from tests.registry.factories import RegisteredModelFactory
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from registry.models import RegisteredModel
 from registry.services import model_deploy, model_performance_update, model_start_ab_test
-from tests.api.conftest import Tenant, assert_error
+from tests.api_clients import Tenant, assert_error
 from tests.registry.factories import RegisteredModelFactory
 
 pytestmark = pytest.mark.django_db

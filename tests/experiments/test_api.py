@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from experiments.models import Experiment
 from registry.models import ModelEvent, RegisteredModel
 from registry.services import model_deploy
-from tests.api.conftest import Tenant, assert_error, staff_client
+from tests.api_clients import Tenant, assert_error, staff_client
 from tests.experiments.experiment_data import in_first_week, send, start
 from tests.registry.factories import RegisteredModelFactory, pool_traffic
 

@@ -1,27 +1,13 @@
-"""API test fixtures: two organizations, their keys, and clients that speak for them."""
+"""API test helpers: an organization with its keys and clients, staff sessions, the error shape."""
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
-from flywheel.keycache import forget_verified_keys
 from flywheel.models import Organization, OrganizationAPIKey
-from registry import routing
 from tests.factories import OrganizationFactory, UserFactory, make_api_key
-
-
-@pytest.fixture(autouse=True)
-def _cold_caches() -> Iterator[None]:
-    """Each test starts with no remembered keys and no routing tables, and leaves none."""
-    forget_verified_keys()
-    routing.clear_cache()
-    yield
-    forget_verified_keys()
-    routing.clear_cache()
 
 
 @dataclass
@@ -48,17 +34,6 @@ def make_tenant() -> Tenant:
     return Tenant(organization, key_client(agent_key), key_client(ops_key), agent_key, ops_key)
 
 
-@pytest.fixture
-def tenant() -> Tenant:
-    return make_tenant()
-
-
-@pytest.fixture
-def other() -> Tenant:
-    """Another organization: nothing of it may ever be seen or changed by ``tenant``."""
-    return make_tenant()
-
-
 def staff_client(*permissions: str) -> APIClient:
     """A staff session holding exactly ``permissions`` (``app_label.codename``)."""
     user = UserFactory.create(is_staff=True)
@@ -68,12 +43,6 @@ def staff_client(*permissions: str) -> APIClient:
     client = APIClient()
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def staff() -> APIClient:
-    """ML ops staff: may deploy models and run training, in any organization or the global pool."""
-    return staff_client("registry.deploy_model", "training.run_training")
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from flywheel import auth, keycache
 from flywheel.models import OrganizationAPIKey
-from tests.api.conftest import Tenant, assert_error, key_client
+from tests.api_clients import Tenant, assert_error, key_client
 from tests.factories import UserFactory
 from tests.registry.factories import RegisteredModelFactory
 

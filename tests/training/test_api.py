@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
-from tests.api.conftest import Tenant, assert_error, key_client, make_tenant
+from tests.api_clients import Tenant, assert_error, key_client, make_tenant
 from tests.training.helpers import drive, drive_to, make_labels
 from training.models import TrainingRun
 
@@ -70,7 +70,7 @@ def test_an_agent_key_cannot_start_a_run(tenant: Tenant) -> None:
 
 
 def test_the_global_model_is_trained_only_by_permitted_staff(staff: APIClient) -> None:
-    from tests.api.conftest import staff_client
+    from tests.api_clients import staff_client
 
     assert_error(staff_client().post("/training/run", {}, format="json"), 403)
     assert staff.post("/training/run", {"organization_id": None}, format="json").status_code == 202

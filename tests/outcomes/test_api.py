@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from outcomes.models import OutcomeLabel
 from registry.models import RegisteredModel
-from tests.api.conftest import Tenant, assert_error
+from tests.api_clients import Tenant, assert_error
 from tests.registry.factories import RegisteredModelFactory
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from tests.api.conftest import Tenant, assert_error
+from tests.api_clients import Tenant, assert_error
 
 pytestmark = pytest.mark.django_db
 

@@ -5,6 +5,7 @@ twice, late, or for a run that has ended since does nothing.
 """
 
 import logging
+from typing import Any
 
 from flywheel.models import Organization
 from training.models import TrainingRun
@@ -47,3 +48,12 @@ def weekly_training(organization_id: str | None = None) -> str | None:
 def resume_stuck_runs() -> int:
     """Re-deliver runs whose task was lost (a crash between steps); return how many."""
     return training_runs_resume()
+
+
+def resume_when_a_worker_starts(sender: Any = None, proc_name: str = "", **kwargs: Any) -> int:
+    """django-q2's ``post_spawn`` receiver: the resume sweep, as a worker starts; never raises."""
+    try:
+        return training_runs_resume()
+    except Exception:
+        logger.exception("Resuming training runs as worker %s started failed", proc_name)
+        return 0

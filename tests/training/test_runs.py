@@ -223,9 +223,7 @@ def test_a_failed_job_fails_the_run_with_the_providers_error_and_no_model(
     assert not Schedule.objects.filter(name=poll_schedule_name(run.pk)).exists()
 
 
-def test_a_rate_limit_is_retried_by_the_client_and_the_run_succeeds(
-    organization: Organization, openai: FakeOpenAI
-) -> None:
+def test_a_rate_limit_is_retried_and_the_run_succeeds(organization: Organization, openai: FakeOpenAI) -> None:
     make_labels(organization)
     openai.fail_next("files.create", 429)
     openai.fail_next("jobs.create", 429)
@@ -235,15 +233,16 @@ def test_a_rate_limit_is_retried_by_the_client_and_the_run_succeeds(
     assert len(openai.jobs) == 1
 
 
-def test_server_errors_until_the_client_gives_up_fail_the_run_cleanly(
-    organization: Organization, openai: FakeOpenAI
+def test_server_errors_until_our_retries_give_up_fail_the_run_cleanly(
+    organization: Organization, openai: FakeOpenAI, settings: Any
 ) -> None:
     make_labels(organization)
+    settings.TRAINING_RETRY_DELAYS = (0, 0)
     openai.fail_next("files.create", 500, times=3, message="The server had an error.")
     run = drive(start(organization))
     assert run.status == Status.FAILED
     assert run.error == "OpenAI answered 500: The server had an error."
-    assert len(openai.requests_to("files.create")) == 3  # the first try and OPENAI_MAX_RETRIES = 2
+    assert len(openai.requests_to("files.create")) == 3  # the first try and two retries, none by the client
     assert openai.jobs == {} and run.provider_file_id == "" and run.provider_job_id == ""
     assert run.claimed_at is None and run.finished_at is not None and models_of(run) == []
 
@@ -276,9 +275,12 @@ def test_a_timeout_while_polling_leaves_the_run_training(
     assert drive(run).status == Status.SUCCEEDED
 
 
-def test_a_timeout_while_uploading_fails_the_run(organization: Organization, openai: FakeOpenAI, settings: Any) -> None:
+def test_a_timeout_while_uploading_fails_the_run_when_no_retry_is_left(
+    organization: Organization, openai: FakeOpenAI, settings: Any
+) -> None:
     make_labels(organization)
     run = drive_to(start(organization), Status.UPLOADING)
+    settings.TRAINING_RETRY_DELAYS = ()
     settings.OPENAI_TIMEOUT = 0.2
     settings.OPENAI_MAX_RETRIES = 0
     openai.delay_next("files.create", 1.0)

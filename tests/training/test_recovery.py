@@ -1,0 +1,168 @@
+"""A worker that dies while holding a step is replaced within about a minute, not half an hour."""
+
+import datetime
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+from django_q.conf import Conf
+from django_q.signals import post_spawn
+
+from flywheel.models import Organization
+from tests.factories import OrganizationFactory
+from tests.training.fake_openai import FakeOpenAI
+from tests.training.helpers import drive, drive_to, make_labels
+from training.heartbeat import claim_heartbeat
+from training.models import TrainingRun
+from training.services import training_run_advance, training_run_start, training_runs_resume
+from training.transitions import STEP_LEASE, run_claim_renew, run_claim_step
+
+pytestmark = pytest.mark.django_db
+
+Status = TrainingRun.Status
+OnCommit = Callable[..., Any]
+
+
+@pytest.fixture(autouse=True)
+def _training_settings(settings: Any) -> None:
+    settings.FINE_TUNING_PROVIDER = "local"
+    settings.TRAINING_MIN_EXAMPLES = 10
+
+
+@pytest.fixture
+def organization() -> Organization:
+    return OrganizationFactory.create(slug="acme")
+
+
+@pytest.fixture
+def queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks go to the queue instead of running at once: with transaction=True every commit is immediate."""
+    monkeypatch.setattr(Conf, "SYNC", False)
+
+
+def uploading_run(organization: Organization) -> TrainingRun:
+    make_labels(organization)
+    return drive_to(training_run_start(organization=organization, triggered_by="command", actor=None), Status.UPLOADING)
+
+
+def ago(seconds: float) -> datetime.datetime:
+    return timezone.now() - datetime.timedelta(seconds=seconds)
+
+
+def test_the_lease_is_about_a_minute() -> None:
+    assert STEP_LEASE.total_seconds() <= 90
+
+
+def test_a_claim_older_than_the_short_lease_is_taken_over(organization: Organization) -> None:
+    run = uploading_run(organization)
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=ago(30))
+    assert training_run_advance(run=run) is False  # its worker may still be alive
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=ago(STEP_LEASE.total_seconds() + 1))
+    assert training_run_advance(run=run) is True
+    assert run.status == Status.TRAINING
+
+
+def test_the_lease_follows_the_setting(organization: Organization, settings: Any) -> None:
+    settings.TRAINING_STEP_LEASE = 5
+    run = uploading_run(organization)
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=ago(6))
+    assert training_run_advance(run=run) is True
+
+
+def test_a_renewed_claim_is_not_taken_over(organization: Organization) -> None:
+    run = uploading_run(organization)
+    lease = STEP_LEASE.total_seconds()
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=ago(10 * lease), heartbeat_at=ago(lease / 2))
+    assert training_run_advance(run=run) is False
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=ago(lease + 1))
+    assert training_run_advance(run=run) is True
+
+
+def test_a_claim_is_renewed_only_while_it_is_ours(organization: Organization) -> None:
+    run = uploading_run(organization)
+    claim = run_claim_step(run=run)
+    assert claim is not None and run_claim_renew(run_id=run.pk, claim=claim) is True
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=ago(1))  # another worker took over
+    assert run_claim_renew(run_id=run.pk, claim=claim) is False
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("queued")
+def test_the_heartbeat_keeps_a_long_steps_claim_alive(organization: Organization, settings: Any) -> None:
+    settings.TRAINING_STEP_LEASE = 0.5
+    settings.TRAINING_HEARTBEAT_INTERVAL = 0.1
+    run = uploading_run(organization)
+    claim = run_claim_step(run=run)
+    assert claim is not None
+    with claim_heartbeat(run_id=run.pk, claim=claim):
+        time.sleep(1.0)  # a step twice as long as the lease
+    assert run_claim_step(run=TrainingRun.objects.get(pk=run.pk)) is None  # still held
+    time.sleep(0.6)  # the step's worker died: nobody renews
+    assert run_claim_step(run=TrainingRun.objects.get(pk=run.pk)) is not None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="two writers at once need PostgreSQL")
+@pytest.mark.usefixtures("queued")
+def test_a_second_delivery_during_a_long_upload_leaves_it_alone(
+    organization: Organization, settings: Any, fake_openai: FakeOpenAI
+) -> None:
+    settings.FINE_TUNING_PROVIDER = "openai"
+    settings.TRAINING_STEP_LEASE = 0.5
+    settings.TRAINING_HEARTBEAT_INTERVAL = 0.1
+    run = uploading_run(organization)
+    fake_openai.delay_next("files.create", 1.5)  # the upload takes three leases
+    second: list[bool] = []
+
+    def deliver_again() -> None:
+        try:
+            time.sleep(1.0)
+            second.append(training_run_advance(run=TrainingRun.objects.get(pk=run.pk)))
+        finally:
+            connections.close_all()
+
+    other = threading.Thread(target=deliver_again)
+    other.start()
+    assert training_run_advance(run=run) is True
+    other.join()
+    assert second == [False]
+    assert len(fake_openai.files) == 1 and len(fake_openai.jobs) == 1
+
+
+# --- Resuming ------------------------------------------------------------------------------------
+
+
+def test_the_sweep_takes_over_a_dead_workers_claim_at_once(
+    organization: Organization, django_capture_on_commit_callbacks: OnCommit
+) -> None:
+    run = uploading_run(organization)
+    expired = ago(STEP_LEASE.total_seconds() + 1)
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=expired, updated_at=expired)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert training_runs_resume() == 1
+    run.refresh_from_db()
+    assert run.status == Status.TRAINING
+
+
+def test_the_sweep_leaves_a_run_waiting_to_retry(organization: Organization) -> None:
+    run = uploading_run(organization)
+    TrainingRun.objects.filter(pk=run.pk).update(updated_at=ago(600), retry_at=timezone.now() + STEP_LEASE)
+    assert training_runs_resume() == 0
+    TrainingRun.objects.filter(pk=run.pk).update(retry_at=ago(1))
+    assert training_runs_resume() == 1  # its retry's delivery was lost
+
+
+def test_a_worker_starting_runs_the_resume_sweep(
+    organization: Organization, django_capture_on_commit_callbacks: OnCommit
+) -> None:
+    run = uploading_run(organization)
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=ago(STEP_LEASE.total_seconds() + 1))
+    with django_capture_on_commit_callbacks(execute=True):
+        post_spawn.send(sender="django_q", proc_name="Process-1")
+    run.refresh_from_db()
+    assert run.status == Status.TRAINING
+    assert drive(run).status == Status.SUCCEEDED

@@ -81,9 +81,10 @@ def local_provider_files(kind: str) -> list[Path]:
     return sorted(folder.glob("*.json*")) if folder.exists() else []
 
 
-def signed_headers(payload: bytes, secret: str, *, timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    payload: bytes, secret: str, *, timestamp: int | None = None, webhook_id: str = "wh_test_0001"
+) -> dict[str, str]:
     """Standard Webhooks headers for ``payload``, signed as OpenAI signs them."""
-    webhook_id = "wh_test_0001"
     stamp = str(timestamp if timestamp is not None else int(time.time()))
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{webhook_id}.{stamp}.{payload.decode()}".encode()

@@ -23,6 +23,7 @@ RESUME_TASK = "training.tasks.resume_stuck_runs"
 WEEKLY_CRON = "0 2 * * 1"  # Mondays 02:00 UTC, the seed's cron line
 WEEKLY_PREFIX = "training: weekly "
 RESUME_SCHEDULE = "training: resume stuck runs"
+RESUME_LATER_SCHEDULE = "training: resume when leases expire"
 RESUME_EVERY_MINUTES = 1
 
 
@@ -99,6 +100,15 @@ def _ensure_schedule(name: str, defaults: dict[str, Any]) -> bool:
         setattr(existing, key, value)
     existing.save()
     return False
+
+
+def resume_schedule_once(*, at: datetime) -> None:
+    """Run the resume sweep once more at ``at`` (a ONCE schedule replacing any pending one)."""
+    with transaction.atomic():
+        Schedule.objects.filter(name=RESUME_LATER_SCHEDULE, next_run__gt=timezone.now()).delete()
+        Schedule.objects.create(
+            name=RESUME_LATER_SCHEDULE, func=RESUME_TASK, schedule_type=Schedule.ONCE, repeats=-1, next_run=at
+        )
 
 
 # --- A run's next poll ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from registry.services import VERSION_PATTERN, Actor, actor_fields
 from training.heartbeat import claim_heartbeat
 from training.models import TrainingRun
 from training.providers import JobInfo, ProviderError, get_provider
-from training.schedules import ADVANCE_TASK, poll_schedule, poll_unschedule
+from training.schedules import ADVANCE_TASK, poll_schedule, poll_unschedule, resume_schedule_once
 from training.selectors import training_run_provider
 from training.steps import step_export, step_register, step_test, step_upload, version_ensure_free
 from training.transitions import (
@@ -39,6 +39,7 @@ from training.transitions import (
     run_end,
     run_release_if_ended,
     run_transition,
+    step_lease,
 )
 
 logger = logging.getLogger(__name__)
@@ -362,6 +363,23 @@ def training_runs_resume() -> int:
             transaction.on_commit(partial(enqueue_advance, run_id=run.pk))
             resumed += 1
     return resumed
+
+
+def training_runs_resume_when_leases_expire() -> datetime | None:
+    """Schedule one more resume sweep for when every claim held now has expired, unless renewed.
+
+    A worker starting after a crash finds its dead predecessor's claim still live; this sweep
+    takes the step over as soon as it can be, rather than at the next minute's tick. Returns
+    when it will run, or None when no claim is held.
+    """
+    now = timezone.now()
+    held = [run for run in TrainingRun.objects.active().exclude(claimed_at=None) if claim_is_live(run=run, now=now)]
+    if not held:
+        return None
+    at = max(max(run.claimed_at, run.heartbeat_at or run.claimed_at) for run in held if run.claimed_at)
+    at += step_lease() + timedelta(seconds=1)
+    resume_schedule_once(at=at)
+    return at
 
 
 def _lost(run: TrainingRun, now: datetime) -> bool:

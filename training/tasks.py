@@ -9,7 +9,12 @@ from typing import Any
 
 from flywheel.models import Organization
 from training.models import TrainingRun
-from training.services import schedule_weekly_training, training_run_advance, training_runs_resume
+from training.services import (
+    schedule_weekly_training,
+    training_run_advance,
+    training_runs_resume,
+    training_runs_resume_when_leases_expire,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +56,11 @@ def resume_stuck_runs() -> int:
 
 
 def resume_when_a_worker_starts(sender: Any = None, proc_name: str = "", **kwargs: Any) -> int:
-    """django-q2's ``post_spawn`` receiver: the resume sweep, as a worker starts; never raises."""
+    """django-q2's ``post_spawn`` receiver: the resume sweep now and when the claims held expire; never raises."""
     try:
-        return training_runs_resume()
+        resumed = training_runs_resume()
+        training_runs_resume_when_leases_expire()
+        return resumed
     except Exception:
         logger.exception("Resuming training runs as worker %s started failed", proc_name)
         return 0

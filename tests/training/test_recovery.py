@@ -10,6 +10,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 from django_q.conf import Conf
+from django_q.models import Schedule
 from django_q.signals import post_spawn
 
 from flywheel.models import Organization
@@ -18,6 +19,7 @@ from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import drive, drive_to, make_labels
 from training.heartbeat import claim_heartbeat
 from training.models import TrainingRun
+from training.schedules import RESUME_LATER_SCHEDULE
 from training.services import training_run_advance, training_run_start, training_runs_resume
 from training.transitions import STEP_LEASE, run_claim_renew, run_claim_step
 
@@ -166,3 +168,23 @@ def test_a_worker_starting_runs_the_resume_sweep(
     run.refresh_from_db()
     assert run.status == Status.TRAINING
     assert drive(run).status == Status.SUCCEEDED
+
+
+def test_a_worker_starting_while_a_claim_is_live_sweeps_again_when_it_expires(organization: Organization) -> None:
+    """A cluster restarted right after a kill -9 finds the dead worker's claim still live."""
+    run = uploading_run(organization)
+    claimed = ago(10)
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=claimed, heartbeat_at=ago(5))
+    post_spawn.send(sender="django_q", proc_name="Process-1")
+    run.refresh_from_db()
+    assert run.status == Status.UPLOADING and run.claimed_at == claimed  # not taken over yet
+    later = Schedule.objects.get(name=RESUME_LATER_SCHEDULE)
+    assert later.func == "training.tasks.resume_stuck_runs" and later.schedule_type == Schedule.ONCE
+    expected = run.heartbeat_at + STEP_LEASE + datetime.timedelta(seconds=1)
+    assert abs((later.next_run - expected).total_seconds()) < 0.01
+
+
+def test_a_worker_starting_with_no_claim_held_schedules_nothing_more(organization: Organization) -> None:
+    uploading_run(organization)
+    post_spawn.send(sender="django_q", proc_name="Process-1")
+    assert not Schedule.objects.filter(name=RESUME_LATER_SCHEDULE).exists()

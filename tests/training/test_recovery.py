@@ -180,6 +180,7 @@ def test_a_worker_starting_while_a_claim_is_live_sweeps_again_when_it_expires(or
     assert run.status == Status.UPLOADING and run.claimed_at == claimed  # not taken over yet
     later = Schedule.objects.get(name=RESUME_LATER_SCHEDULE)
     assert later.func == "training.tasks.resume_stuck_runs" and later.schedule_type == Schedule.ONCE
+    assert run.heartbeat_at is not None
     expected = run.heartbeat_at + STEP_LEASE + datetime.timedelta(seconds=1)
     assert abs((later.next_run - expected).total_seconds()) < 0.01
 

@@ -1,4 +1,4 @@
-"""A worker that dies while holding a step is replaced within about a minute, not half an hour."""
+"""Crashes, duplicate deliveries and resuming: a step is done once, and a dead worker's is taken over in a minute."""
 
 import datetime
 import threading
@@ -14,12 +14,15 @@ from django_q.models import Schedule
 from django_q.signals import post_spawn
 
 from flywheel.models import Organization
+from registry.models import Experiment, RegisteredModel
+from registry.services import model_deploy, model_register
 from tests.factories import OrganizationFactory
 from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import drive, drive_to, make_labels
+from training import tasks
 from training.heartbeat import claim_heartbeat
 from training.models import TrainingRun
-from training.schedules import RESUME_LATER_SCHEDULE
+from training.schedules import RESUME_LATER_SCHEDULE, poll_schedule_name
 from training.services import training_run_advance, training_run_start, training_runs_resume
 from training.transitions import STEP_LEASE, run_claim_renew, run_claim_step
 
@@ -33,6 +36,8 @@ OnCommit = Callable[..., Any]
 def _training_settings(settings: Any) -> None:
     settings.FINE_TUNING_PROVIDER = "local"
     settings.TRAINING_MIN_EXAMPLES = 10
+    settings.TRAINING_POLL_INTERVAL = 60
+    settings.TRAINING_MAX_WAIT = 86400
 
 
 @pytest.fixture
@@ -44,6 +49,20 @@ def organization() -> Organization:
 def queued(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tasks go to the queue instead of running at once: with transaction=True every commit is immediate."""
     monkeypatch.setattr(Conf, "SYNC", False)
+
+
+@pytest.fixture
+def openai(settings: Any, fake_openai: FakeOpenAI) -> FakeOpenAI:
+    settings.FINE_TUNING_PROVIDER = "openai"
+    return fake_openai
+
+
+def start(organization: Organization | None, **options: Any) -> TrainingRun:
+    return training_run_start(organization=organization, triggered_by="command", actor=None, **options)
+
+
+def models_of(run: TrainingRun) -> list[RegisteredModel]:
+    return list(RegisteredModel.objects.filter(training_run_id=run.pk))
 
 
 def uploading_run(organization: Organization) -> TrainingRun:
@@ -133,6 +152,106 @@ def test_a_second_delivery_during_a_long_upload_leaves_it_alone(
     other.join()
     assert second == [False]
     assert len(fake_openai.files) == 1 and len(fake_openai.jobs) == 1
+
+
+# --- Crashes, duplicates and resuming ------------------------------------------------------------
+
+# Each step, the status it runs in and the status it moves to.
+TRANSITIONS = [
+    (Status.EXPORTING, Status.UPLOADING),
+    (Status.UPLOADING, Status.TRAINING),
+    (Status.TRAINING, Status.REGISTERING),
+    (Status.REGISTERING, Status.TESTING),
+    (Status.TESTING, Status.SUCCEEDED),
+]
+
+
+@pytest.mark.parametrize(("crashed_in", "reached"), TRANSITIONS)
+def test_a_crash_after_a_steps_work_resumes_without_doing_it_twice(
+    organization: Organization, openai: FakeOpenAI, crashed_in: str, reached: str
+) -> None:
+    """The worker did the step's work and recorded it, then died before moving the status on."""
+    make_labels(organization)
+    run = drive_to(start(organization), reached)
+    dead_worker = timezone.now() - STEP_LEASE - datetime.timedelta(seconds=1)
+    TrainingRun.objects.filter(pk=run.pk).update(status=crashed_in, claimed_at=dead_worker, finished_at=None)
+    run = drive(run)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert len(models_of(run)) == 1
+    assert len(openai.requests_to("files.create")) == 1 and len(openai.jobs) == 1
+
+
+@pytest.mark.parametrize("status", [Status.EXPORTING, Status.UPLOADING, Status.REGISTERING, Status.TESTING])
+def test_a_claimed_step_is_left_alone_until_its_lease_expires(
+    organization: Organization, openai: FakeOpenAI, status: str
+) -> None:
+    """A second delivery while a worker holds the step does nothing; after a crash it takes over."""
+    make_labels(organization)
+    run = start(organization)
+    if status == Status.EXPORTING:  # a worker moved it and is exporting: no resting state to drive to
+        TrainingRun.objects.filter(pk=run.pk).update(status=status)
+    run = drive_to(run, status)
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now())
+    assert training_run_advance(run=run) is False
+    run.refresh_from_db()
+    assert run.status == status
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now() - STEP_LEASE - datetime.timedelta(seconds=1))
+    assert drive(run).status == Status.SUCCEEDED
+    assert len(models_of(run)) == 1 and len(openai.jobs) == 1
+
+
+def test_a_crash_after_deploying_resumes_without_deploying_twice(organization: Organization) -> None:
+    make_labels(organization)
+    control = model_register(
+        model_id="gpt-4o-2024-08-06", model_version="v2.0.0", base_model="gpt-4o-2024-08-06", organization=organization
+    )
+    model_deploy(model=control, traffic_percentage=100.0)
+    run = drive(start(organization, deploy_immediately=True))
+    dead_worker = timezone.now() - STEP_LEASE - datetime.timedelta(seconds=1)
+    TrainingRun.objects.filter(pk=run.pk).update(status=Status.DEPLOYING, claimed_at=dead_worker, deployed=False)
+    run = drive(run)
+    assert run.status == Status.SUCCEEDED and run.deployed and run.error == ""
+    assert RegisteredModel.objects.filter(organization=organization, status="deployed").count() == 2
+    assert Experiment.objects.count() == 1
+
+
+def test_every_task_delivered_twice_registers_the_model_once(organization: Organization, openai: FakeOpenAI) -> None:
+    make_labels(organization)
+    run = start(organization)
+    while run.is_active:
+        duplicate = TrainingRun.objects.get(pk=run.pk)
+        training_run_advance(run=run)
+        training_run_advance(run=duplicate)  # the stale copy a second delivery would have loaded
+        run.refresh_from_db()
+    assert run.status == Status.SUCCEEDED
+    assert len(models_of(run)) == 1
+    assert len(openai.requests_to("files.create")) == 1 and len(openai.jobs) == 1
+
+
+def test_resume_redelivers_a_run_whose_task_was_lost(
+    organization: Organization, django_capture_on_commit_callbacks: OnCommit
+) -> None:
+    make_labels(organization)
+    run = drive_to(start(organization), Status.UPLOADING)
+    TrainingRun.objects.filter(pk=run.pk).update(updated_at=timezone.now() - datetime.timedelta(minutes=10))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert training_runs_resume() == 1
+    run.refresh_from_db()
+    assert run.status == Status.TRAINING
+    Schedule.objects.all().delete()  # the poll chain broke too
+    assert tasks.resume_stuck_runs() == 1
+    assert Schedule.objects.filter(name=poll_schedule_name(run.pk)).count() == 1
+    assert training_runs_resume() == 0  # a poll is pending: nothing to do
+
+
+def test_resume_leaves_a_run_that_just_moved_or_is_claimed(organization: Organization) -> None:
+    make_labels(organization)
+    run = drive_to(start(organization), Status.UPLOADING)
+    assert training_runs_resume() == 0
+    TrainingRun.objects.filter(pk=run.pk).update(
+        updated_at=timezone.now() - datetime.timedelta(minutes=10), claimed_at=timezone.now()
+    )
+    assert training_runs_resume() == 0
 
 
 # --- Resuming ------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def main() -> None:
     settings.FINE_TUNING_PROVIDER = "openai"
     settings.TRAINING_MIN_EXAMPLES = 10
     settings.TRAINING_RETRY_DELAYS = (0,) * 7
-    settings.MEDIA_ROOT = tempfile.mkdtemp(prefix="flywheel-bench-")
+    settings.MEDIA_ROOT = tempfile.mkdtemp(prefix="flywheel-faults-")
     settings.TRAINING_DATA_DIR = str(Path(settings.MEDIA_ROOT) / "training_data")
     rows = [one_run(name, fault, crash=False) for name, fault in FAULTS.items()]
     rows.append(one_run("kill -9 while the job was being created", None, crash=True))

@@ -1,7 +1,6 @@
 """POST /training/run, GET /training/runs/{id}, GET /training/status/{job_id} and GET /training/stats."""
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import drive, drive_to, make_labels
 from training.models import TrainingRun
 from training.providers import get_provider
-from training.providers.openai import clear_shutdown_cache
 
 pytestmark = pytest.mark.django_db
 
@@ -103,14 +101,11 @@ def test_a_job_status_comes_from_the_provider(tenant: Tenant) -> None:
 
 
 @pytest.fixture
-def openai(settings: Any) -> Iterator[FakeOpenAI]:
+def openai(settings: Any, fake_openai: FakeOpenAI) -> FakeOpenAI:
     """Runs train on the OpenAI stand-in, so the provider's requests can be counted."""
-    clear_shutdown_cache()
-    fake = FakeOpenAI(api_key="sk-test").start()
     settings.FINE_TUNING_PROVIDER = "openai"
-    settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY, settings.OPENAI_MAX_RETRIES = fake.base_url, "sk-test", 0
-    yield fake
-    fake.stop()
+    settings.OPENAI_MAX_RETRIES = 0
+    return fake_openai
 
 
 def training_run(tenant: Tenant) -> TrainingRun:

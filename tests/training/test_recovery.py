@@ -13,8 +13,9 @@ from django_q.conf import Conf
 from django_q.models import Schedule
 from django_q.signals import post_spawn
 
+from experiments.models import Experiment
 from flywheel.models import Organization
-from registry.models import Experiment, RegisteredModel
+from registry.models import RegisteredModel
 from registry.services import model_deploy, model_register
 from tests.factories import OrganizationFactory
 from tests.training.fake_openai import FakeOpenAI

@@ -56,7 +56,6 @@ import functools
 import hashlib
 import math
 import os
-import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -71,7 +70,7 @@ from django.db import connection, transaction
 from django.db.models import Case, CharField, IntegerField, Q, Value, When
 
 from outcomes.models import OutcomeLabel
-from outcomes.scrubbing import scrub
+from outcomes.scrubbing import may_hold_personal_data, scrub
 from outcomes.selectors import example_kind, matured_before, ranked_pool, training_data_stats
 from training.tokens import CostEstimate, Epochs, TokenTally
 from training.validation import ValidationReport, ensure_valid, validate_jsonl
@@ -90,12 +89,6 @@ SEGMENT_LABELS = ("Industry", "Role", "Company size", "Framework", "Tone", "Chan
 # The attributes a DPO pair's prompt names at each backoff level, as positions in SEGMENT_LABELS.
 LEVEL_ATTRIBUTES: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3, 4, 5), (0, 1), (0,), ())
 
-# A superset of scrub()'s phone pattern: seven digits, at most three other characters apart.
-_PHONE_LIKE = re.compile(r"\d(?:\D{0,3}\d){6}")
-_DIGIT_MASK = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
-_NOT_DIGITS = bytes(byte for byte in range(256) if not 0x30 <= byte <= 0x39)
-MIN_PHONE_DIGITS = 7
-_PHONE_MASK_LIKE = re.compile(rb"0(?: {0,3}0){6}")
 # Characters that would split a value in the "Key=Value, Key=Value" user message.
 _SEPARATORS = str.maketrans({",": "/", ";": "/", "=": ":", "\n": " ", "\r": " "})
 
@@ -171,72 +164,12 @@ class Selection:
 def scrubbed(first_name: str, last_name: str, company: str, *texts: str) -> Sequence[str]:
     """The texts with the prospect's personal data replaced by placeholders.
 
-    ``scrub`` runs only when :func:`may_hold_personal_data` says it could change something; one
+    ``scrub`` runs only when :func:`~outcomes.scrubbing.may_hold_personal_data` says it could change something; one
     test covers all the texts of a row, joined, so a clean row costs a few substring searches.
     """
     if not may_hold_personal_data("\n".join(texts), first_name, last_name, company):
         return texts
     return [scrub(text, first_name=first_name, last_name=last_name, company=company) for text in texts]
-
-
-def may_hold_personal_data(text: str, first_name: str, last_name: str, company: str) -> bool:
-    """Whether ``scrub`` could change ``text``: true whenever any of its passes could match.
-
-    Links need "/" or "ww." (scrub's own trigger; tested on the lower-cased text, a superset),
-    emails "@"; a name or company matches only as a whole word, so its first word stands in the
-    text as a whole word too (a company without its legal suffix starts with it as well); a phone
-    needs seven digits at most three characters apart. So a false answer is always safe, and most
-    clean rows get it from a few substring searches.
-    """
-    lowered = text.lower()
-    if "@" in lowered or "/" in lowered or "ww." in lowered:
-        return True
-    for value in (first_name, last_name, company):
-        if value:
-            word = first_word(value)
-            if word in lowered and has_word(lowered, word):  # the cheap test first: most rows stop here
-                return True
-    return may_hold_phone(text)
-
-
-def has_word(lowered: str, word: str) -> bool:
-    """Whether ``word`` occurs with no letter or digit on either side (scrub's whole-word rule)."""
-    if not word:
-        return True  # a value that starts with a separator: always let scrub look
-    start = lowered.find(word)
-    while start != -1:
-        end = start + len(word)
-        if not (start and lowered[start - 1].isalnum()) and not (end < len(lowered) and lowered[end].isalnum()):
-            return True
-        start = lowered.find(word, start + 1)
-    return False
-
-
-@functools.lru_cache(maxsize=1024)
-def first_word(value: str) -> str:
-    """The lower-cased first word of a name, up to the first space or comma ("" if it starts with one).
-
-    Names repeat (first names, companies), so answers are cached; the cache is bounded.
-    """
-    words = value.split(None, 1)
-    return words[0].split(",", 1)[0].lower() if words else ""
-
-
-def may_hold_phone(text: str) -> bool:
-    """Whether ``text`` has seven digits each at most three characters from the next.
-
-    For ASCII text the digits are counted in C first (most texts have fewer than seven); then the
-    text is mapped to a mask of "0" (digit) and " " (anything else) and searched for
-    ``0( {0,3}0){6}``, a pattern with a literal first byte that the regex engine finds with a
-    fast scan, several times cheaper than testing every character for a digit. Other scripts
-    have digits of their own, which scrub's pattern matches, so their text takes the slow path.
-    """
-    if not text.isascii():
-        return _PHONE_LIKE.search(text) is not None
-    data = text.encode("ascii")
-    if len(data.translate(None, _NOT_DIGITS)) < MIN_PHONE_DIGITS:
-        return False
-    return _PHONE_MASK_LIKE.search(data.translate(_DIGIT_MASK)) is not None
 
 
 # --- Messages ------------------------------------------------------------------------------------

@@ -11,12 +11,13 @@ import orjson
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
 from outcomes.models import OutcomeLabel
 from tests.factories import OrganizationFactory
 from tests.outcomes.factories import OutcomeLabelFactory, reached
-from training.datasets import Method, OutcomeDataFormatter, dataset_counts
+from training.datasets import DpoRow, Method, OutcomeDataFormatter, Selection, SftMetadata, SftRow, dataset_counts
 from training.tokens import count_example_tokens
 from training.validation import DatasetInvalid, validate_jsonl
 
@@ -175,6 +176,24 @@ def test_the_jsonl_file_leaves_the_metadata_out_unless_asked(organization: Any, 
 
     assert all("metadata" not in line for line in read_lines(plain.path))
     assert all(line["metadata"]["quality_score"] == 0.7 for line in read_lines(with_metadata.path))
+
+
+@pytest.mark.parametrize(
+    ("method", "fields"), [("sft", (*SftRow._fields, *SftMetadata._fields)), ("dpo", DpoRow._fields)]
+)
+def test_each_query_selects_the_fields_of_its_row_type_by_name(
+    organization: Any, method: Method, fields: tuple[str, ...]
+) -> None:
+    positive(organization=organization)
+    negative(organization=organization)
+    sql, params = OutcomeDataFormatter.query(Selection(organization.pk), method, include_metadata=True).stream(None)
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        assert len(cursor.fetchall()) == 1
+
+    assert names == list(fields)
 
 
 # --- Eligibility -----------------------------------------------------------------------------------

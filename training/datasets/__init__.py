@@ -8,7 +8,7 @@ validates and prices them. The rules every export follows are in ``docs/``.
 
 from training.datasets.formatter import OutcomeDataFormatter, scrubbed, segment_request
 from training.datasets.pairs import DpoRow, dpo_query
-from training.datasets.queries import SEGMENT_COLUMNS, Selection, SftRow, dataset_counts, sft_query
+from training.datasets.queries import SEGMENT_COLUMNS, Selection, SftMetadata, SftRow, dataset_counts, sft_query
 from training.datasets.writer import ExportResult, WrittenDataset
 from training.validation import Method
 
@@ -19,6 +19,7 @@ __all__ = [
     "Method",
     "OutcomeDataFormatter",
     "Selection",
+    "SftMetadata",
     "SftRow",
     "WrittenDataset",
     "dataset_counts",

@@ -206,10 +206,10 @@ class OutcomeDataFormatter:
         """
         sql, params = statement or self.query(selection, method, include_metadata=include_metadata).stream(None)
         if method == "dpo":
-            return (self.dpo_line(row) for row in stream_rows(sql, params, DpoRow._make))
+            return (self.dpo_line(row) for row in stream_rows(sql, params, make=DpoRow._make))
         if include_metadata:
-            return (self.sft_line(*row) for row in stream_rows(sql, params, SftMetadata.split))
-        return (self.sft_line(row) for row in stream_rows(sql, params, SftRow._make))
+            return (self.sft_line(*row) for row in stream_rows(sql, params, make=SftMetadata.split))
+        return (self.sft_line(row) for row in stream_rows(sql, params, make=SftRow._make))
 
     def sft_line(self, row: SftRow, metadata: SftMetadata | None = None) -> Line:
         """One SFT example: the request (with the target outcome when conditioned), the scrubbed message."""

@@ -159,9 +159,9 @@ class SftRow(NamedTuple):
 
 
 class SftMetadata(NamedTuple):
-    """The seed's ``metadata`` columns, selected after an :class:`SftRow`'s only when asked for.
+    """The seed's ``metadata`` columns, which follow an :class:`SftRow`'s when an export asks for them.
 
-    Every column costs parsing on every row, so an export without metadata never reads them.
+    Every column costs parsing on every row, so an export without metadata never selects them.
     """
 
     quality_score: float
@@ -197,7 +197,7 @@ def sft_query(selection: Selection, *, include_metadata: bool = False) -> Exampl
     )
 
 
-def stream_rows(sql: str, params: Sequence[Any], make: Callable[[Sequence[Any]], Row]) -> Iterator[Row]:
+def stream_rows(sql: str, params: Sequence[Any], *, make: Callable[[Sequence[Any]], Row]) -> Iterator[Row]:
     """Rows made by ``make`` (a row type's ``_make``), through a server-side cursor on PostgreSQL.
 
     SQLite's cursor is lazy anyway. Call inside ``transaction.atomic()``: outside a transaction

@@ -1,12 +1,14 @@
 """API authentication, permissions, organization scoping and rate limits.
 
 A request is authenticated by an organization API key (``Authorization: Api-Key <key>``), which
-makes ``request.user`` a :class:`KeyPrincipal`, or by a staff session. Views scope every query
-to the principal's organization through :func:`organization_scope`.
+makes ``request.user`` a :class:`KeyPrincipal`, or by a staff session, which needs the Django
+permissions each view declares in ``staff_permissions``. Views scope every query to the
+principal's organization through :func:`organization_scope`.
 """
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +123,11 @@ class APIKeySchema(OpenApiAuthenticationExtension):
 
 # --- Permissions ---------------------------------------------------------------------------------
 
+# What a staff session needs on a view, by HTTP method: every one of the Django permissions listed.
+# Every API view declares it (``staff_permissions = {"GET": ("registry.view_registeredmodel",)}``);
+# a method it does not name is closed to staff sessions.
+StaffPermissions = Mapping[str, tuple[str, ...]]
+
 
 def request_actor(request: Request) -> AbstractBaseUser | KeyPrincipal | None:
     """Who the audit trail names for this request: the key's principal or the staff user."""
@@ -136,15 +143,51 @@ def is_staff_user(user: Any) -> bool:
     )
 
 
+def staff_permission_sets(view: Any, method: str) -> list[tuple[str, ...]]:
+    """The permission sets, any one of which lets a staff session make a ``method`` request of ``view``.
+
+    HEAD is a GET; OPTIONS (the endpoint's description) is open to whoever may use any method.
+    """
+    declared: StaffPermissions = getattr(view, "staff_permissions", None) or {}
+    if method == "OPTIONS":
+        return list(declared.values())
+    needed = declared.get("GET" if method == "HEAD" else method)
+    return [] if needed is None else [needed]
+
+
+def check_staff_permissions(request: Request, view: Any) -> bool:
+    """Whether the staff user may make this request; 403 naming what is missing when not."""
+    user = request.user
+    if not is_staff_user(user):
+        return False
+    choices = staff_permission_sets(view, request.method or "")
+    if any(user.has_perms(needed) for needed in choices):
+        return True
+    if not choices:
+        raise exceptions.PermissionDenied(f"Staff sessions may not make {request.method} requests here.")
+    missing = ", ".join(name for name in choices[0] if not user.has_perm(name))
+    raise exceptions.PermissionDenied(f"A staff session needs the permission {missing} for this.")
+
+
 class IsOrganizationMember(permissions.BasePermission):
-    """An organization API key of any role, or an active staff user with a session."""
+    """An organization API key of any role, or a staff session holding the view's ``staff_permissions``.
+
+    Staff follow the Django permissions the admin asks for the same read or write; superusers
+    hold them all.
+    """
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return isinstance(request.user, KeyPrincipal) or is_staff_user(request.user)
+        user = request.user
+        if isinstance(user, KeyPrincipal):
+            return self.key_may(user)
+        return check_staff_permissions(request, view)
+
+    def key_may(self, principal: KeyPrincipal) -> bool:
+        return True
 
 
 class IsOps(IsOrganizationMember):
-    """An ``ops`` API key, or a staff user holding the view's ``staff_permission``.
+    """An ``ops`` API key, or a staff session holding the view's ``staff_permissions``.
 
     Ops keys may run training, deploy and promote within their organization; staff need the
     Django permission the admin asks for the same action (e.g. ``registry.deploy_model``).
@@ -152,12 +195,8 @@ class IsOps(IsOrganizationMember):
 
     message = "This needs an ops API key, or a staff user with the permission."
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if isinstance(user, KeyPrincipal):
-            return user.is_ops
-        needed = getattr(view, "staff_permission", None)
-        return is_staff_user(user) and (needed is None or user.has_perm(needed))
+    def key_may(self, principal: KeyPrincipal) -> bool:
+        return principal.is_ops
 
 
 class OrganizationScopeSerializer(serializers.Serializer):

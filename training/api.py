@@ -26,6 +26,7 @@ from training.serializers import JobSerializer, TrainingRunSerializer
 from training.services import training_run_start
 
 RUN_PERMISSION = "training.run_training"
+VIEW_PERMISSION = "training.view_trainingrun"
 
 
 class TrainingRunStartApi(APIView):
@@ -37,7 +38,7 @@ class TrainingRunStartApi(APIView):
     """
 
     permission_classes = [IsOps]
-    staff_permission = RUN_PERMISSION
+    staff_permissions = {"POST": (RUN_PERMISSION,)}
 
     @extend_schema_serializer(component_name="TrainingRunStart")
     class InputSerializer(OrganizationScopeSerializer):
@@ -89,6 +90,8 @@ RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 class TrainingRunDetailApi(APIView):
     """``GET /training/runs/{run_id}``: a run, with the seed's result fields once it has ended."""
 
+    staff_permissions = {"GET": (VIEW_PERMISSION,)}
+
     @extend_schema(
         operation_id="training_run_get",
         parameters=[RUN_ID],
@@ -111,6 +114,8 @@ class TrainingJobStatusApi(APIView):
     Only jobs that a visible run started are asked about, so a key cannot probe the provider
     for other jobs; 502 when the provider cannot answer.
     """
+
+    staff_permissions = {"GET": (VIEW_PERMISSION,)}
 
     @extend_schema(
         operation_id="training_job_status",

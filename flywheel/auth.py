@@ -3,15 +3,17 @@
 A request is authenticated by an organization API key (``Authorization: Api-Key <key>``), which
 makes ``request.user`` a :class:`KeyPrincipal`, or by a staff session, which needs the Django
 permissions each view declares in ``staff_permissions``. Views scope every query to the
-principal's organization through :func:`organization_scope`.
+principal's organization through :func:`organization_scope`. Refused keys are limited per address.
 """
 
 import hashlib
+import ipaddress
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest
@@ -20,7 +22,15 @@ from rest_framework import authentication, exceptions, permissions, serializers,
 from rest_framework.request import Request
 
 from flywheel.errors import ApplicationError, NotFound
-from flywheel.keycache import VerifiedKey, forget_key, key_row, remember_key, remembered_key
+from flywheel.keycache import (
+    VerifiedKey,
+    forget_key,
+    key_failure_record,
+    key_failures_wait,
+    key_row,
+    remember_key,
+    remembered_key,
+)
 from flywheel.models import Organization, OrganizationAPIKey
 
 KEYWORD = "Api-Key"
@@ -56,6 +66,31 @@ def key_from_header(request: HttpRequest) -> str | None:
     return key.strip() or None
 
 
+def client_address(request: HttpRequest) -> str:
+    """The client's address for per-address limits: ``REMOTE_ADDR``, or what the first trusted proxy saw.
+
+    With ``TRUSTED_PROXY_COUNT`` proxies in front, the address is the one that many places from
+    the end of ``X-Forwarded-For`` (earlier entries are the client's own claims). IPv6 addresses
+    count per /64, the block one client usually holds; anything unreadable counts as one address.
+    """
+    address = request.META.get("REMOTE_ADDR", "")
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if proxies <= 0 and address and ":" not in address:
+        return address  # the common case: IPv4 from the server's own socket, no parsing needed
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies > 0 and forwarded:
+        address = forwarded[-min(proxies, len(forwarded))]
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return f"{ipaddress.IPv6Address(int(ip) >> 64 << 64)}/64"
+    return str(ip)
+
+
 def _refused() -> exceptions.AuthenticationFailed:
     return exceptions.AuthenticationFailed("Invalid API key.")
 
@@ -67,9 +102,17 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         key = key_from_header(request._request)
         if key is None:
             return None
+        address = client_address(request._request)
+        wait = key_failures_wait(address=address)
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait, detail="Too many refused API keys from this address.")
         digest = hashlib.sha256(key.encode()).hexdigest()
         remembered = remembered_key(digest)
-        principal = self._verify(key, digest) if remembered is None else self._recheck(remembered, digest)
+        try:
+            principal = self._verify(key, digest) if remembered is None else self._recheck(remembered, digest)
+        except exceptions.AuthenticationFailed:
+            key_failure_record(address=address)
+            raise
         return principal, principal.key_id
 
     def _verify(self, key: str, digest: str) -> KeyPrincipal:

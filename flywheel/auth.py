@@ -242,6 +242,22 @@ class IsOps(IsOrganizationMember):
         return principal.is_ops
 
 
+class ApiDocsAccess(permissions.BasePermission):
+    """The OpenAPI schema and Swagger UI: open while ``API_DOCS_PUBLIC``, else an API key or a staff session."""
+
+    message = "The API documentation needs an API key or a staff session."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if settings.API_DOCS_PUBLIC or isinstance(user, KeyPrincipal) or is_staff_user(user):
+            return True
+        if user is None:
+            raise exceptions.NotAuthenticated(
+                "The API documentation needs an API key or a staff session (log in at /admin/)."
+            )
+        return False
+
+
 class OrganizationScopeSerializer(serializers.Serializer):
     """The ``organization_id`` a request may name: a key's own (or none), any one for staff."""
 

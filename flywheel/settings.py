@@ -84,6 +84,8 @@ TRUSTED_PROXY_COUNT: int = env.int("TRUSTED_PROXY_COUNT", default=0)
 # until the window ends (counted in the default cache; 0 turns the limit off).
 API_KEY_FAILURE_LIMIT: int = env.int("API_KEY_FAILURE_LIMIT", default=20)
 API_KEY_FAILURE_WINDOW: int = env.int("API_KEY_FAILURE_WINDOW", default=300)
+# /api/schema/ and /api/docs/ are open to anyone, or need an API key or a staff session.
+API_DOCS_PUBLIC: bool = env.bool("API_DOCS_PUBLIC", default=DEBUG)
 
 ROOT_URLCONF = "flywheel.urls"
 WSGI_APPLICATION = "flywheel.wsgi.application"

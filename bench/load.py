@@ -28,9 +28,9 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench.api_route import ensure_database, free_port, make_tenant, setup_django, start_server
+from api_route import ensure_database, free_port, make_tenant, setup_django, start_server
 
 KINDS = (("route", 0.60), ("outcome", 0.25), ("events", 0.15))
 EVENT_TYPES = ("delivered", "opened", "replied", "meeting_booked")
@@ -70,7 +70,8 @@ def client(port: int, key: str, model: str, seconds: float, seed: int, queue: An
     state: dict[str, Any] = {"n": 0, "sent": [], "seed": seed, "model": model}
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
-    kinds, weights = zip(*KINDS, strict=True)
+    kinds = [kind for kind, _ in KINDS]
+    weights = [weight for _, weight in KINDS]
     stop = time.perf_counter() + seconds
     while (start := time.perf_counter()) < stop:
         kind = random.choices(kinds, weights)[0]

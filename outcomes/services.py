@@ -269,11 +269,16 @@ def outcome_upsert(*, organization: Organization, item: OutcomeItem) -> OutcomeL
 def outcome_curate(
     *, label: OutcomeLabel, excluded_from_training: bool, reviewer_note: str = "", ideal_body: str = ""
 ) -> OutcomeLabel:
-    """Record a reviewer's decision on a label: exclude it, or give it an ideal training text."""
+    """Record a reviewer's decision on a label: exclude it, or give it an ideal training text.
+
+    The texts' lengths are checked before the ideal body is scrubbed, as the API's edge does.
+    """
     label.excluded_from_training = excluded_from_training
     label.reviewer_note = reviewer_note
+    label.ideal_body = ideal_body
+    others = [field.name for field in OutcomeLabel._meta.fields if field.name not in CURATION_FIELDS]
+    label.full_clean(exclude=others, validate_unique=False, validate_constraints=False)
     label.ideal_body = scrub(ideal_body, first_name=label.first_name, last_name=label.last_name, company=label.company)
-    label.full_clean(validate_unique=False, validate_constraints=False)
     label.save(update_fields=["excluded_from_training", "reviewer_note", "ideal_body", "updated_at"])
     return label
 

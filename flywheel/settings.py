@@ -75,7 +75,8 @@ AXES_COOLOFF_TIME = datetime.timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", 
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
-AXES_IPWARE_PROXY_COUNT: int = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Logins are counted per client address by the same rule as refused API keys (TRUSTED_PROXY_COUNT).
+AXES_CLIENT_IP_CALLABLE = "flywheel.auth.client_address"
 
 # --- API keys and documentation ----------------------------------------------------------------
 # The client's address is what the first of this many trusted proxies saw (X-Forwarded-For).
@@ -119,6 +120,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "transaction_mode": "IMMEDIATE",
         }
     )
+# Web nodes: a statement running longer than this (milliseconds) is cancelled, so a runaway query
+# answers a JSON 503 before the server's own timeout kills the worker. 0 (the default) sets none;
+# workers, whose exports run long, leave it unset.
+DATABASE_STATEMENT_TIMEOUT: int = env.int("DATABASE_STATEMENT_TIMEOUT", default=0)
+if DATABASE_STATEMENT_TIMEOUT and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT}"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

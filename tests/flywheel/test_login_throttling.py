@@ -43,3 +43,12 @@ def test_a_lockout_on_one_client_address_leaves_others_free(staff: Any, settings
     for _ in range(settings.AXES_FAILURE_LIMIT):
         log_in(attacker, "wrong")
     assert log_in(Client(REMOTE_ADDR="198.51.100.7"), PASSWORD).status_code == 302
+
+
+def test_behind_a_trusted_proxy_logins_are_counted_per_forwarded_address(staff: Any, settings: Any) -> None:
+    settings.TRUSTED_PROXY_COUNT = 1
+    attacker = Client(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        log_in(attacker, "wrong")
+    neighbour = Client(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert log_in(neighbour, PASSWORD).status_code == 302

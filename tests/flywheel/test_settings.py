@@ -52,3 +52,18 @@ def test_the_api_documentation_is_public_in_development_and_closed_in_production
     assert manage("shell", "-v", "0", "-c", script, **production).stdout.split() == ["False"]
     opened = manage("shell", "-v", "0", "-c", script, **production, API_DOCS_PUBLIC="true")
     assert opened.stdout.split() == ["True"]
+
+
+def test_web_nodes_can_cap_how_long_a_statement_runs_on_postgresql() -> None:
+    script = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'].get('options'))"
+    result = manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        script,
+        DATABASE_URL="postgres://flywheel@127.0.0.1:9/flywheel",
+        DATABASE_STATEMENT_TIMEOUT="25000",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "-c statement_timeout=25000"

@@ -59,40 +59,59 @@ def trainer_arguments(config: RunConfig, resolved: Resolved, has_valid: bool, dt
     }
 
 
+def load_model(config: RunConfig) -> tuple[Any, Any, Any]:
+    """Return the base model, its tokenizer (with a pad token) and the dtype it was loaded in."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch_dtype(config.dtype)
+    return AutoModelForCausalLM.from_pretrained(config.base_model, dtype=dtype), tokenizer, dtype
+
+
+def method_trainer(config: RunConfig, resolved: Resolved, arguments: dict[str, Any]) -> tuple[Any, Any]:
+    """Return the TRL config and trainer class of the run's method."""
+    from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
+
+    if config.method == "sft":
+        return SFTConfig(**arguments, assistant_only_loss=True, packing=False), SFTTrainer
+    if config.method == "dpo":
+        return DPOConfig(**arguments, beta=resolved.beta), DPOTrainer
+    return KTOConfig(**arguments, beta=resolved.beta), KTOTrainer
+
+
 def build_trainer(config: RunConfig, files: RunFiles, callback: Any) -> tuple[Any, int]:
     """Load data, tokenizer and model; return the method's TRL trainer and the example count."""
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
+    from transformers import set_seed
 
     rows = read_rows(config.train_file, config.method)
     valid = read_rows(config.valid_file, config.method) if config.valid_file else None
     resolved = resolve(config, len(rows))
     set_seed(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch_dtype(config.dtype)
-    model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=dtype)
+    model, tokenizer, dtype = load_model(config)
     lora = config.lora
     peft_config = LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
         task_type="CAUSAL_LM",
-    )  # fmt: skip
-    arguments = trainer_arguments(config, resolved, valid is not None, dtype)
-    if config.method == "sft":
-        args: Any = SFTConfig(**arguments, assistant_only_loss=True, packing=False)
-        trainer_class: Any = SFTTrainer
-    elif config.method == "dpo":
-        args, trainer_class = DPOConfig(**arguments, beta=resolved.beta), DPOTrainer
-    else:
-        args, trainer_class = KTOConfig(**arguments, beta=resolved.beta), KTOTrainer
+    )
+    args, trainer_class = method_trainer(
+        config, resolved, trainer_arguments(config, resolved, valid is not None, dtype)
+    )
     trainer = trainer_class(
-        model=model, args=args, train_dataset=Dataset.from_list(rows),
-        eval_dataset=Dataset.from_list(valid) if valid else None, processing_class=tokenizer,
-        peft_config=peft_config, callbacks=[callback],
-    )  # fmt: skip
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        eval_dataset=Dataset.from_list(valid) if valid else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[callback],
+    )
     files.event(
         f"Training {config.method} on {len(rows)} examples: {resolved.n_epochs} epochs, "
         f"batch size {resolved.batch_size}, learning rate {resolved.learning_rate:g}, LoRA rank {lora.r}."

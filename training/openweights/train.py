@@ -56,6 +56,7 @@ def trainer_arguments(config: RunConfig, resolved: Resolved, has_valid: bool, dt
         "gradient_checkpointing": False,
         "max_length": config.max_length,
         "dataloader_num_workers": 0,
+        "dataloader_pin_memory": torch.cuda.is_available(),
     }
 
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,8 +161,12 @@ def record_process(job: Job, pid: int) -> None:
     write_json_atomic(job.directory / PROCESS, {"pid": pid, "pgid": pid, "host": socket.gethostname()})
 
 
-def terminate(job: Job, grace: float) -> bool:
-    """End the trainer's process group when it runs on this machine; True when it is gone."""
+def terminate(job: Job, grace: float, reap: Callable[[], object] | None = None) -> bool:
+    """End the trainer's process group when it runs on this machine; True when it is gone.
+
+    ``reap`` is the trainer's parent's ``Popen.poll``, so that an exited trainer does not linger
+    as a zombie that still counts as alive.
+    """
     process = read_json(job.directory / PROCESS)
     pgid = process.get("pgid")
     if not isinstance(pgid, int) or process.get("host") != socket.gethostname():
@@ -173,6 +178,8 @@ def terminate(job: Job, grace: float) -> bool:
             return True
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
+            if reap is not None:
+                reap()
             if not group_alive(pgid):
                 return True
             time.sleep(0.05)

@@ -99,7 +99,7 @@ def supervise(job: Job, process: subprocess.Popen[bytes]) -> int:
     """Wait for the trainer; end its group as soon as the job is cancelled. Return its exit code."""
     while process.poll() is None:
         if job.cancelled:
-            terminate(job, float(getattr(settings, "OPENWEIGHTS_CANCEL_GRACE", 5)))
+            terminate(job, float(getattr(settings, "OPENWEIGHTS_CANCEL_GRACE", 5)), reap=process.poll)
             process.wait()
             break
         time.sleep(WATCH_SECONDS)

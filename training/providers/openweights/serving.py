@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 from django.conf import settings
 
 from training.providers.base import ProviderError
 
+BAD_REQUEST = 400
 _local_lock = threading.Lock()
 _local_cache: dict[tuple[str, str], tuple[Any, Any]] = {}
 
@@ -33,29 +33,27 @@ def max_new_tokens() -> int:
 
 @contextmanager
 def serving_errors(what: str) -> Iterator[None]:
-    """Turn the HTTP client's failures into ``ProviderError`` (lost connections are retryable)."""
+    """Turn the client's failures into ``ProviderError`` (lost connections and 5xx are retryable)."""
     try:
         yield
-    except (httpx.TransportError, openai.APIConnectionError) as exc:
+    except openai.APIConnectionError as exc:
         raise ProviderError(
-            f"Cannot reach the vLLM server to {what}: {exc}", code="connection_error", retryable=True
+            f"Cannot reach the vLLM server to {what}: {exc.message}", code="connection_error", retryable=True
         ) from exc
     except openai.APIStatusError as exc:
         raise ProviderError(
             f"The vLLM server answered {exc.status_code} to {what}: {exc.message}",
+            code="serving_error",
             provider_status=exc.status_code,
             retryable=exc.status_code >= 500,
         ) from exc
 
 
 class VLLMServer:
-    """vLLM's OpenAI-compatible server: runtime LoRA loading and chat completions."""
+    """vLLM's OpenAI-compatible server: runtime LoRA loading and chat completions, via ``openai``."""
 
     def __init__(self, base_url: str, *, api_key: str = "EMPTY", timeout: float = 60.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.root = self.base_url.removesuffix("/v1")
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=2)
-        self.http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {api_key or 'EMPTY'}"})
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=2)
 
     @classmethod
     def from_settings(cls) -> "VLLMServer":
@@ -72,33 +70,28 @@ class VLLMServer:
 
     def load_adapter(self, name: str, path: str | Path) -> None:
         """Load the adapter; a 400 for a name already loaded counts as success (a retried load)."""
-        with serving_errors(f"load adapter {name}"):
-            answer = self.http.post(
-                f"{self.root}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)}
-            )
-        if answer.status_code == httpx.codes.OK or (
-            answer.status_code == httpx.codes.BAD_REQUEST and name in self.loaded()
-        ):
-            return
-        raise ProviderError(
-            f"The vLLM server refused to load adapter {name} ({answer.status_code}): {answer.text[:300]}",
-            code="adapter_load_failed",
-            provider_status=answer.status_code,
-            retryable=answer.status_code >= 500,
-        )
+        try:
+            with serving_errors(f"load adapter {name}"):
+                self.client.post("/load_lora_adapter", body={"lora_name": name, "lora_path": str(path)}, cast_to=str)
+        except ProviderError as exc:
+            if exc.provider_status == BAD_REQUEST and name in self.loaded():
+                return
+            raise ProviderError(
+                f"The vLLM server refused to load adapter {name}: {exc.message}",
+                code="adapter_load_failed",
+                provider_status=exc.provider_status,
+                retryable=exc.retryable,
+            ) from exc
 
     def unload_adapter(self, name: str) -> None:
         """Unload the adapter; one that is not loaded (any more) counts as unloaded."""
-        with serving_errors(f"unload adapter {name}"):
-            answer = self.http.post(f"{self.root}/v1/unload_lora_adapter", json={"lora_name": name})
-        if answer.status_code == httpx.codes.OK or (answer.status_code < 500 and name not in self.loaded()):
-            return
-        raise ProviderError(
-            f"The vLLM server refused to unload adapter {name} ({answer.status_code}): {answer.text[:300]}",
-            code="adapter_unload_failed",
-            provider_status=answer.status_code,
-            retryable=answer.status_code >= 500,
-        )
+        try:
+            with serving_errors(f"unload adapter {name}"):
+                self.client.post("/unload_lora_adapter", body={"lora_name": name}, cast_to=str)
+        except ProviderError as exc:
+            if exc.provider_status is not None and exc.provider_status < 500 and name not in self.loaded():
+                return
+            raise
 
     def complete(self, model: str, system_prompt: str, user_prompt: str) -> str:
         """Greedy chat completion with the adapter ``model``."""

@@ -335,8 +335,8 @@ def count_rows(sql: str, params: list[Any]) -> int:
 def scrub_cost(org_id: str, path: Path) -> int:
     """Time the guard (scrub only rows whose texts may hold personal data) against scrubbing every text."""
     from outcomes.models import OutcomeLabel
-    from outcomes.scrubbing import scrub
-    from training.datasets import may_hold_personal_data, scrubbed
+    from outcomes.scrubbing import may_hold_personal_data, scrub
+    from training.datasets import scrubbed
 
     rows = list(
         OutcomeLabel.objects.filter(organization_id=org_id).values_list(
@@ -427,7 +427,7 @@ def bounded_caches() -> tuple[Any, ...]:
     from outcomes import scrubbing
     from training import datasets
 
-    return (datasets.first_word, datasets.segment_request, scrubbing._name_values)
+    return (scrubbing.first_word, datasets.segment_request, scrubbing._name_values)
 
 
 def cache_entries() -> int:

@@ -221,6 +221,15 @@ TRAINING_SYSTEM_PROMPT: str = env.str(
 TRAINING_MIN_EXAMPLES: int = env.int("TRAINING_MIN_EXAMPLES", default=50)
 TRAINING_POLL_INTERVAL: int = env.int("TRAINING_POLL_INTERVAL", default=60)
 TRAINING_MAX_WAIT: int = env.int("TRAINING_MAX_WAIT", default=86400)
+# A worker's claim on a step lives this long unless its heartbeat renews it (a quarter of it apart).
+TRAINING_STEP_LEASE: int = env.int("TRAINING_STEP_LEASE", default=60)
+# Waits before retrying an upload or a job creation the provider refused for now (429, 5xx, timeout).
+TRAINING_RETRY_DELAYS: tuple[int, ...] = tuple(
+    env.list("TRAINING_RETRY_DELAYS", cast=int, default=[15, 30, 60, 120, 240, 240, 240])
+)
+# GET /training/status caches the provider's answer: briefly while the job runs, longer once it ended.
+TRAINING_JOB_CACHE_SECONDS: int = env.int("TRAINING_JOB_CACHE_SECONDS", default=10)
+TRAINING_ENDED_JOB_CACHE_SECONDS: int = env.int("TRAINING_ENDED_JOB_CACHE_SECONDS", default=3600)
 TRAINING_BASE_MODEL: str = env.str("TRAINING_BASE_MODEL", default="gpt-4o-2024-08-06")
 TRAINING_DATA_DIR = env.path("TRAINING_DATA_DIR", default=str(Path(str(MEDIA_ROOT)) / "training_data"))
 # USD per 1M trained tokens, by base model (the seed's $25 for gpt-4o).

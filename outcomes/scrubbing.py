@@ -1,25 +1,9 @@
 """Personal-data scrubbing for message text before it trains a model.
 
-:func:`scrub` replaces, in this order:
-
-1. links (``http://``, ``https://``, ``www.`` and bare ``domain.tld/path`` links) by ``{{link}}``.
-   Every link goes: tracking and scheduling links carry per-recipient ids that cannot be told
-   apart from harmless ones, and a model gains nothing from learning URLs;
-2. email addresses by ``{{email}}``;
-3. the prospect's first name, last name and company (whole word, any case, longest value first;
-   values shorter than 2 characters are skipped; a company is also matched without its legal
-   suffix, so "Acme" goes as well as "Acme Inc.") by ``{{first_name}}``, ``{{last_name}}`` and
-   ``{{company}}``;
-4. phone numbers (7 to 15 digits, international or national, grouped by spaces, dots, dashes or
-   parentheses) by ``{{phone}}``, leaving prices, percentages, years and dates alone.
-
-Links and emails go first so that a name inside them does not leave half an address behind.
-``{{placeholders}}`` already in the text are never touched.
-
-Speed matters: an export scrubs every row, and a naive regex pass per row can cost more than the
-export itself. Each pass is skipped by a cheap substring test (``"@"``, ``"/"``/``"ww."``, a
-digit), patterns are compiled once at import, and names are found with ``str.find`` on the
-lower-cased text instead of compiling a pattern per prospect.
+:func:`scrub` replaces links, email addresses, the prospect's names and company, and phone
+numbers by ``{{placeholders}}``, leaving prices, dates and existing placeholders alone.
+:func:`may_hold_personal_data` is its cheap prefilter: a superset of what ``scrub`` could
+replace, so a text it clears may skip ``scrub``.
 """
 
 from __future__ import annotations
@@ -83,7 +67,8 @@ _LEGAL_SUFFIX = re.compile(
 def scrub(text: str, *, first_name: str = "", last_name: str = "", company: str = "") -> str:
     """Return ``text`` with the prospect's personal data replaced by placeholders.
 
-    See the module docstring for what is replaced and in which order.
+    Links and emails go first, so that a name inside them leaves no half address behind; then
+    the names and company (whole words, any case, longest first), then phone numbers.
     """
     if not text:
         return text
@@ -271,3 +256,67 @@ def _is_amount(text: str, start: int, end: int) -> bool:
     if before and before[-1] in _CURRENCY_SYMBOLS:
         return True
     return _MONEY_AFTER.match(text, end) is not None
+
+
+# --- Prefilter -----------------------------------------------------------------------------------
+
+# A superset of the phone pass: MIN_PHONE_DIGITS digits, at most three other characters apart.
+_PHONE_LIKE = re.compile(r"\d(?:\D{0,3}\d){6}")
+_DIGIT_MASK = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_NOT_DIGITS = bytes(byte for byte in range(256) if not 0x30 <= byte <= 0x39)
+_PHONE_MASK_LIKE = re.compile(rb"0(?: {0,3}0){6}")  # the same on the mask of may_hold_phone
+
+
+def may_hold_personal_data(text: str, first_name: str, last_name: str, company: str) -> bool:
+    """Whether :func:`scrub` could change ``text``: true whenever any of its passes could match.
+
+    Each test is a superset of one pass (links need "/" or "ww.", emails "@", a name its first
+    word as a whole word, a phone seven close digits), so a false answer is always safe to skip.
+    """
+    lowered = text.lower()
+    if "@" in lowered or "/" in lowered or "ww." in lowered:
+        return True
+    for value in (first_name, last_name, company):
+        if value:
+            word = first_word(value)
+            if word in lowered and has_word(lowered, word):  # the cheap test first: most rows stop here
+                return True
+    return may_hold_phone(text)
+
+
+def has_word(lowered: str, word: str) -> bool:
+    """Whether ``word`` occurs with no letter or digit on either side (scrub's whole-word rule)."""
+    if not word:
+        return True  # a value that starts with a separator: always let scrub look
+    start = lowered.find(word)
+    while start != -1:
+        end = start + len(word)
+        if not (start and lowered[start - 1].isalnum()) and not (end < len(lowered) and lowered[end].isalnum()):
+            return True
+        start = lowered.find(word, start + 1)
+    return False
+
+
+@lru_cache(maxsize=1024)
+def first_word(value: str) -> str:
+    """The lower-cased first word of a name, up to the first space or comma ("" if it starts with one).
+
+    Names repeat (first names, companies), so answers are cached; the cache is bounded.
+    """
+    words = value.split(None, 1)
+    return words[0].split(",", 1)[0].lower() if words else ""
+
+
+def may_hold_phone(text: str) -> bool:
+    """Whether ``text`` has seven digits each at most three characters from the next.
+
+    ASCII text is reduced to a mask of "0" (digit) and " " (anything else) and searched with a
+    pattern whose literal first byte the regex engine scans for quickly; other scripts have
+    digits of their own, which the phone pass matches, so their text takes the plain pattern.
+    """
+    if not text.isascii():
+        return _PHONE_LIKE.search(text) is not None
+    data = text.encode("ascii")
+    if len(data.translate(None, _NOT_DIGITS)) < MIN_PHONE_DIGITS:
+        return False
+    return _PHONE_MASK_LIKE.search(data.translate(_DIGIT_MASK)) is not None

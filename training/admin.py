@@ -129,7 +129,19 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
         ("Result", {"fields": ["resulting_model", "test_output_text", "deployed"]}),
         (
             "Timings",
-            {"fields": ["created_at", "started_at", "training_started_at", "finished_at", "duration", "claimed_at"]},
+            {
+                "fields": [
+                    "created_at",
+                    "started_at",
+                    "training_started_at",
+                    "finished_at",
+                    "duration",
+                    "claimed_at",
+                    "heartbeat_at",
+                    "step_retries",
+                    "retry_at",
+                ]
+            },
         ),
     ]
 

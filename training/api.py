@@ -2,8 +2,8 @@
 
 Training is asynchronous: ``POST /training/run`` answers 202 at once with the new run and a
 ``Location`` to poll; the run's result fields (the seed's ``run_training_cycle`` answer) fill in
-as it moves on. Runs and jobs are scoped like everything else: another organization's ids answer
-404, exactly like ids that do not exist.
+as it moves on. Runs and jobs are ops data (agent keys get 403) and scoped like everything else:
+another organization's ids answer 404, exactly like ids that do not exist.
 """
 
 import dataclasses
@@ -21,11 +21,12 @@ from flywheel.errors import NotFound, error_responses
 from flywheel.fields import FiniteFloatField, PercentageField
 from registry.services import VERSION_PATTERN
 from training.models import TrainingRun
-from training.selectors import training_run_answer, training_run_of_job, training_run_provider, training_run_visible_get
+from training.selectors import training_run_answer, training_run_job, training_run_of_job, training_run_visible_get
 from training.serializers import JobSerializer, TrainingRunSerializer
 from training.services import training_run_start
 
 RUN_PERMISSION = "training.run_training"
+VIEW_PERMISSION = "training.view_trainingrun"
 
 
 class TrainingRunStartApi(APIView):
@@ -87,12 +88,18 @@ RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
 class TrainingRunDetailApi(APIView):
-    """``GET /training/runs/{run_id}``: a run, with the seed's result fields once it has ended."""
+    """``GET /training/runs/{run_id}``: a run, with the seed's result fields once it has ended.
+
+    Ops keys read their organization's runs; staff need ``training.view_trainingrun``.
+    """
+
+    permission_classes = [IsOps]
+    staff_permission = VIEW_PERMISSION
 
     @extend_schema(
         operation_id="training_run_get",
         parameters=[RUN_ID],
-        responses={200: TrainingRunSerializer, **error_responses(404)},
+        responses={200: TrainingRunSerializer, **error_responses(403, 404)},
         summary="A training run",
     )
     def get(self, request: Request, run_id: str) -> Response:
@@ -109,18 +116,22 @@ class TrainingJobStatusApi(APIView):
     """``GET /training/status/{job_id}``: the provider's fine-tuning job of one of the caller's runs.
 
     Only jobs that a visible run started are asked about, so a key cannot probe the provider
-    for other jobs; 502 when the provider cannot answer.
+    for other jobs. The provider's answer is cached for a few seconds (an ended job's for an
+    hour); 502 when the provider cannot answer.
     """
+
+    permission_classes = [IsOps]
+    staff_permission = VIEW_PERMISSION
 
     @extend_schema(
         operation_id="training_job_status",
         parameters=[JOB_ID],
-        responses={200: JobSerializer, **error_responses(404, 502)},
+        responses={200: JobSerializer, **error_responses(403, 404, 502)},
         summary="Status of a fine-tuning job",
     )
     def get(self, request: Request, job_id: str) -> Response:
         run = training_run_of_job(user=request.user, job_id=job_id)
         if run is None:
             raise NotFound(f"No training run has the job {job_id}.")
-        job = training_run_provider(run=run).get_job(job_id)
+        job = training_run_job(run=run)
         return Response(JobSerializer({**dataclasses.asdict(job), "run_id": run.pk}).data)

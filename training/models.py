@@ -93,9 +93,13 @@ class TrainingRun(models.Model):
     events = models.JSONField(default=list, blank=True)
     checkpoints = models.JSONField(default=list, blank=True)
     poll_count = models.PositiveIntegerField(default=0)
-    # Set while a worker performs the run's current step (see training.services): a second worker
-    # skips the run, and a claim older than the step lease is taken over after a crash.
+    # Set while a worker performs the run's current step (see training.transitions): a second worker
+    # skips the run; a claim whose worker stopped renewing it (heartbeat_at) for a lease is taken over.
     claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A step whose provider call failed in a way worth retrying waits until retry_at (see training.steps).
+    step_retries = models.PositiveSmallIntegerField(default=0, editable=False)
+    retry_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Result
     registered_model = models.ForeignKey(
@@ -177,3 +181,20 @@ class TrainingRun(models.Model):
         if self.training_started_at and self.finished_at:
             return (self.finished_at - self.training_started_at).total_seconds()
         return None
+
+
+class WebhookDelivery(models.Model):
+    """A provider webhook we acted on, by its ``webhook-id``: a replay of it is acknowledged, not acted on.
+
+    In the database rather than the cache, because each web process has its own cache unless
+    ``CACHE_URL`` names a shared one, and a replay may reach any process.
+    """
+
+    webhook_id = models.CharField(max_length=255, unique=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return self.webhook_id

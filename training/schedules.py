@@ -1,4 +1,4 @@
-"""The django-q2 schedules of training: the weekly cycle, the resume sweep and each run's next poll.
+"""The django-q2 schedules of training: the weekly cycle, the resume sweep, each run's next poll or retry.
 
 Schedule rows name their task by its dotted path, so the paths below never change: a renamed
 task would leave existing schedules calling nothing.
@@ -23,7 +23,8 @@ RESUME_TASK = "training.tasks.resume_stuck_runs"
 WEEKLY_CRON = "0 2 * * 1"  # Mondays 02:00 UTC, the seed's cron line
 WEEKLY_PREFIX = "training: weekly "
 RESUME_SCHEDULE = "training: resume stuck runs"
-RESUME_EVERY_MINUTES = 10
+RESUME_LATER_SCHEDULE = "training: resume when leases expire"
+RESUME_EVERY_MINUTES = 1
 
 
 # --- Weekly training and the resume sweep --------------------------------------------------------
@@ -65,7 +66,13 @@ def training_schedules_ensure(*, include_global: bool, organizations: list[Organ
     for name, args in wanted.items():
         defaults = {"func": WEEKLY_TASK, "args": args, "repeats": -1, **timing}
         counts["created" if _ensure_schedule(name, defaults) else "updated"] += 1
-    resume = {"func": RESUME_TASK, "schedule_type": Schedule.MINUTES, "minutes": RESUME_EVERY_MINUTES, "repeats": -1}
+    resume = {
+        "func": RESUME_TASK,
+        "schedule_type": Schedule.MINUTES,
+        "minutes": RESUME_EVERY_MINUTES,
+        "repeats": -1,
+        "next_run": timezone.now(),
+    }
     counts["created" if _ensure_schedule(RESUME_SCHEDULE, resume) else "updated"] += 1
     unwanted = Schedule.objects.filter(name__startswith=WEEKLY_PREFIX).exclude(name__in=list(wanted))
     counts["removed"] = unwanted.delete()[0]
@@ -93,6 +100,15 @@ def _ensure_schedule(name: str, defaults: dict[str, Any]) -> bool:
         setattr(existing, key, value)
     existing.save()
     return False
+
+
+def resume_schedule_once(*, at: datetime) -> None:
+    """Run the resume sweep once more at ``at`` (a ONCE schedule replacing any pending one)."""
+    with transaction.atomic():
+        Schedule.objects.filter(name=RESUME_LATER_SCHEDULE, next_run__gt=timezone.now()).delete()
+        Schedule.objects.create(
+            name=RESUME_LATER_SCHEDULE, func=RESUME_TASK, schedule_type=Schedule.ONCE, repeats=-1, next_run=at
+        )
 
 
 # --- A run's next poll ---------------------------------------------------------------------------
@@ -126,3 +142,29 @@ def poll_schedule(*, run_id: uuid.UUID) -> bool:
 def poll_unschedule(*, run_id: uuid.UUID) -> None:
     """Drop the run's pending poll, if any."""
     Schedule.objects.filter(name=poll_schedule_name(run_id)).delete()
+
+
+# --- A run's next try of a step ------------------------------------------------------------------
+
+
+def retry_schedule_name(run_id: uuid.UUID | str) -> str:
+    return f"training retry {run_id}"
+
+
+def retry_schedule(*, run_id: uuid.UUID, at: datetime) -> None:
+    """Deliver the run's step again at ``at``: a ONCE schedule replacing any pending one.
+
+    The worker that failed is free meanwhile; nothing sleeps. A due row is left alone: it may be
+    the one django-q2 is executing, which it deletes itself.
+    """
+    name = retry_schedule_name(run_id)
+    with transaction.atomic():
+        Schedule.objects.filter(name=name, next_run__gt=timezone.now()).delete()
+        Schedule.objects.create(
+            name=name, func=ADVANCE_TASK, args=repr(str(run_id)), schedule_type=Schedule.ONCE, repeats=-1, next_run=at
+        )
+
+
+def retry_unschedule(*, run_id: uuid.UUID) -> None:
+    """Drop the run's pending retry, if any."""
+    Schedule.objects.filter(name=retry_schedule_name(run_id)).delete()

@@ -4,10 +4,13 @@ The run's answer is built here once: the API serializes all of it and ``run_trai
 prints the seed's part of it; the admin reads its provider dates here too.
 """
 
+import hashlib
 import re
 import uuid
+from dataclasses import asdict
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -16,7 +19,7 @@ from flywheel.auth import KeyPrincipal
 from registry.models import RegisteredModel, pool_key
 from training.datasets import dataset_counts
 from training.models import TrainingRun
-from training.providers import FineTuningProvider, ProviderError, get_provider
+from training.providers import FineTuningProvider, JobInfo, ProviderError, get_provider
 
 Status = TrainingRun.Status
 
@@ -26,6 +29,8 @@ VERSION_NUMBERS = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 KEPT_VERSION_STATUSES = [*TrainingRun.ACTIVE_STATUSES, Status.SUCCEEDED]
 SHUTDOWN_CACHE_SECONDS = 6 * 3600
 SHUTDOWN_UNKNOWN_SECONDS = 600
+JOB_CACHE_SECONDS = 10
+ENDED_JOB_CACHE_SECONDS = 3600
 UNKNOWN = "unknown"
 
 
@@ -109,6 +114,25 @@ def training_run_of_job(*, user: Any, job_id: str) -> TrainingRun | None:
 def training_run_provider(*, run: TrainingRun) -> FineTuningProvider:
     """The provider that runs this run's job (chosen at its start, whatever the setting says now)."""
     return get_provider(run.provider or None)
+
+
+def training_run_job(*, run: TrainingRun) -> JobInfo:
+    """The provider's answer about the run's job, cached so that callers cannot make it ask on every call.
+
+    Keyed by provider and job id, for ``TRAINING_JOB_CACHE_SECONDS`` (10) while the job runs and
+    ``TRAINING_ENDED_JOB_CACHE_SECONDS`` (an hour) once it has ended; errors are not cached.
+    """
+    key = "training:job:" + hashlib.sha256(f"{run.provider}:{run.provider_job_id}".encode()).hexdigest()
+    cached = cache.get(key)
+    if cached is not None:
+        return JobInfo(**cached)
+    job = training_run_provider(run=run).get_job(run.provider_job_id)
+    if job.is_terminal:
+        seconds = getattr(settings, "TRAINING_ENDED_JOB_CACHE_SECONDS", ENDED_JOB_CACHE_SECONDS)
+    else:
+        seconds = getattr(settings, "TRAINING_JOB_CACHE_SECONDS", JOB_CACHE_SECONDS)
+    cache.set(key, asdict(job), seconds)
+    return job
 
 
 def base_model_shutdown_text(*, provider: str, model: str) -> str:

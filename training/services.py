@@ -9,7 +9,7 @@ what is already recorded, so a step delivered twice or resumed after a crash doe
 import logging
 import uuid
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -25,12 +25,22 @@ from flywheel.errors import ApplicationError, Conflict
 from flywheel.models import Organization
 from registry.models import RegisteredModel, pool_key
 from registry.services import VERSION_PATTERN, Actor, actor_fields
+from training.heartbeat import claim_heartbeat
 from training.models import TrainingRun
 from training.providers import JobInfo, ProviderError, get_provider
-from training.schedules import ADVANCE_TASK, poll_schedule, poll_unschedule
+from training.schedules import ADVANCE_TASK, poll_schedule, poll_unschedule, resume_schedule_once
 from training.selectors import training_run_provider
 from training.steps import step_export, step_register, step_test, step_upload, version_ensure_free
-from training.transitions import STEP_LEASE, Claim, Step, run_claim_step, run_end, run_release_if_ended, run_transition
+from training.transitions import (
+    Claim,
+    Step,
+    claim_is_live,
+    run_claim_step,
+    run_end,
+    run_release_if_ended,
+    run_transition,
+    step_lease,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +48,7 @@ Status = TrainingRun.Status
 ModelStatus = RegisteredModel.Status
 
 # An unclaimed run that has not moved for this long lost its task (a crash between two steps).
-STALE_AFTER = timedelta(minutes=5)
+STALE_AFTER = timedelta(minutes=1)
 
 
 # --- Starting ------------------------------------------------------------------------------------
@@ -184,7 +194,8 @@ def training_run_step(*, run: TrainingRun) -> bool:
     if step is None or claim is None:
         return False
     try:
-        return step(run=run, claim=claim)
+        with claim_heartbeat(run_id=run.pk, claim=claim):
+            return step(run=run, claim=claim)
     except (ApplicationError, ValidationError) as exc:
         return run_end(run=run, status=Status.FAILED, error=error_message(exc), claim=claim)
     except Exception as exc:
@@ -338,21 +349,45 @@ def training_run_cancel(*, run: TrainingRun, actor: Actor = None, reason: str = 
 def training_runs_resume() -> int:
     """Re-deliver every active run whose task was lost; return how many were re-delivered.
 
-    A training run gets a poll scheduled if none is pending. Any other run is enqueued when no
-    live claim holds it and it has not moved for :data:`STALE_AFTER` (a crash between steps, or
-    a claim whose worker died). The schedule runs this every few minutes.
+    A training run gets a poll scheduled if none is pending. Any other run is enqueued when its
+    worker died (a claim not renewed within the lease), or when it is unclaimed, not waiting to
+    retry, and has not moved for :data:`STALE_AFTER` (a crash between steps). The schedule runs
+    this every minute, and each worker runs it as it starts.
     """
     now = timezone.now()
     resumed = 0
     for run in TrainingRun.objects.active().order_by("created_at"):
         if run.status == Status.TRAINING:
             resumed += poll_schedule(run_id=run.pk)
-            continue
-        claimed = run.claimed_at is not None and run.claimed_at >= now - STEP_LEASE
-        if not claimed and run.updated_at < now - STALE_AFTER:
+        elif _lost(run, now):
             transaction.on_commit(partial(enqueue_advance, run_id=run.pk))
             resumed += 1
     return resumed
+
+
+def training_runs_resume_when_leases_expire() -> datetime | None:
+    """Schedule one more resume sweep for when every claim held now has expired, unless renewed.
+
+    A worker starting after a crash finds its dead predecessor's claim still live; this sweep
+    takes the step over as soon as it can be, rather than at the next minute's tick. Returns
+    when it will run, or None when no claim is held.
+    """
+    now = timezone.now()
+    held = [run for run in TrainingRun.objects.active().exclude(claimed_at=None) if claim_is_live(run=run, now=now)]
+    if not held:
+        return None
+    at = max(max(run.claimed_at, run.heartbeat_at or run.claimed_at) for run in held if run.claimed_at)
+    at += step_lease() + timedelta(seconds=1)
+    resume_schedule_once(at=at)
+    return at
+
+
+def _lost(run: TrainingRun, now: datetime) -> bool:
+    """Whether nobody will take the run's step further unless it is delivered again."""
+    if run.claimed_at is not None:
+        return not claim_is_live(run=run, now=now)
+    waiting = run.retry_at is not None and run.retry_at > now
+    return not waiting and run.updated_at < now - STALE_AFTER
 
 
 def model_test(*, model: RegisteredModel, prompt: str, system_prompt: str | None = None) -> str:

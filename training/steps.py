@@ -2,7 +2,8 @@
 
 A step gets the run and this worker's claim on it, records what it made as soon as it has it
 (through :func:`training.transitions.run_transition`, which refuses once the claim is lost) and
-skips what is already recorded, so a resumed step never uploads, creates a job or registers twice.
+skips what is already recorded; what was made but not recorded (a crash, a lost answer) is found
+again at the provider (:mod:`training.provisioning`), so no step uploads or creates a job twice.
 """
 
 import uuid
@@ -17,11 +18,12 @@ from registry.models import RegisteredModel
 from registry.services import model_register
 from training.datasets import ExportResult, OutcomeDataFormatter
 from training.models import TrainingRun
-from training.providers import FineTuningProvider, suffix_for
+from training.providers import FineTuningProvider, ProviderError, suffix_for
 from training.providers.base import DEFAULT_HYPERPARAMETERS
+from training.provisioning import provider_file_ensure, provider_job_ensure
 from training.schedules import poll_schedule
 from training.selectors import next_version, training_run_eligible_examples, training_run_provider, version_taken
-from training.transitions import Claim, provider_job_cancel, run_release_if_ended, run_transition
+from training.transitions import Claim, provider_job_cancel, run_release_if_ended, run_retry_later, run_transition
 
 Status = TrainingRun.Status
 
@@ -99,15 +101,20 @@ def _dataset_fields(result: ExportResult) -> dict[str, Any]:
 
 
 def step_upload(*, run: TrainingRun, claim: Claim) -> bool:
-    """uploading → training: refuse a base model near shutdown, upload, create the job, start polling."""
+    """uploading → training: refuse a base model near shutdown, upload, create the job, start polling.
+
+    A retryable provider error frees the step and brings it back later (see
+    :func:`training.transitions.run_retry_later`); what was made before is found again, not redone.
+    """
     provider = training_run_provider(run=run)
-    created = ""
-    if not run.provider_job_id:
-        provider.check_base_model(run.base_model)
-        if not _upload_files(run, claim, provider):
-            return False
-        created = provider.create_job(**_job_request(run))
-    job_id = run.provider_job_id or created
+    try:
+        job_id = run.provider_job_id or _provision(run, claim, provider)
+    except ProviderError as exc:
+        if not exc.retryable:
+            raise
+        return run_retry_later(run=run, claim=claim, error=exc)
+    if not job_id:
+        return False
     started = run.training_started_at or timezone.now()
     moved = run_transition(
         run=run,
@@ -116,24 +123,34 @@ def step_upload(*, run: TrainingRun, claim: Claim) -> bool:
         claim=claim,
         provider_job_id=job_id,
         training_started_at=started,
+        error="",
     )
     if not moved:
-        if created:
-            # The run ended or was taken over meanwhile: a job nobody polls must not keep running.
-            provider_job_cancel(provider=provider, job_id=created)
+        if not run.is_active:
+            # The run ended meanwhile: a job nobody polls must not keep running. (A run taken over
+            # by another worker keeps it: that worker finds and adopts the same job.)
+            provider_job_cancel(provider=provider, job_id=job_id)
         return False
     poll_schedule(run_id=run.pk)
     return True
 
 
+def _provision(run: TrainingRun, claim: Claim, provider: FineTuningProvider) -> str:
+    """Upload the files and create the job, each unless it exists; the job id, or "" once the claim is lost."""
+    provider.check_base_model(run.base_model)
+    if not _upload_files(run, claim, provider):
+        return ""
+    return provider_job_ensure(provider=provider, run=run, request=_job_request(run))
+
+
 def _upload_files(run: TrainingRun, claim: Claim, provider: FineTuningProvider) -> bool:
     """Upload the training (and validation) file unless already uploaded; record each id at once."""
     if not run.provider_file_id:
-        file_id = provider.upload_training_file(run.dataset_path)
+        file_id = provider_file_ensure(provider=provider, run=run, kind="train", path=run.dataset_path)
         if not run_transition(run=run, source=claim.status, claim=claim, provider_file_id=file_id):
             return False
     if run.validation_path and not run.provider_validation_file_id:
-        file_id = provider.upload_training_file(run.validation_path)
+        file_id = provider_file_ensure(provider=provider, run=run, kind="validation", path=run.validation_path)
         if not run_transition(run=run, source=claim.status, claim=claim, provider_validation_file_id=file_id):
             return False
     return True

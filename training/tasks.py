@@ -5,10 +5,16 @@ twice, late, or for a run that has ended since does nothing.
 """
 
 import logging
+from typing import Any
 
 from flywheel.models import Organization
 from training.models import TrainingRun
-from training.services import schedule_weekly_training, training_run_advance, training_runs_resume
+from training.services import (
+    schedule_weekly_training,
+    training_run_advance,
+    training_runs_resume,
+    training_runs_resume_when_leases_expire,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,3 +53,14 @@ def weekly_training(organization_id: str | None = None) -> str | None:
 def resume_stuck_runs() -> int:
     """Re-deliver runs whose task was lost (a crash between steps); return how many."""
     return training_runs_resume()
+
+
+def resume_when_a_worker_starts(sender: Any = None, proc_name: str = "", **kwargs: Any) -> int:
+    """django-q2's ``post_spawn`` receiver: the resume sweep now and when the claims held expire; never raises."""
+    try:
+        resumed = training_runs_resume()
+        training_runs_resume_when_leases_expire()
+        return resumed
+    except Exception:
+        logger.exception("Resuming training runs as worker %s started failed", proc_name)
+        return 0

@@ -1,15 +1,8 @@
 """Exact, offline token counts and training-cost estimates for fine-tuning datasets.
 
-Counts use the model's own BPE encoding through tiktoken (o200k_base for the gpt-4o, gpt-4.1 and
-o-series families, cl100k_base for gpt-4 and gpt-3.5). tiktoken normally downloads its encoding
-files on first use; this project must run with no network, so the files shipped in the pinned
-``bpe-openai`` package are written into tiktoken's cache first (:func:`seed_tiktoken_cache`).
-They are byte-for-byte OpenAI's published files and tiktoken still checks their sha256.
-
-Per-example counts follow OpenAI's cookbook ("How to count tokens with tiktoken" and "Data
-preparation and analysis for chat model fine-tuning"): 3 tokens per message, the tokens of every
-value, 1 more for a ``name``, and 3 that prime the reply. Costs follow the same notebook: billed
-tokens = sum over examples of min(limit, tokens), times the number of epochs.
+Counts use the model's own BPE encoding through tiktoken, whose encoding files are seeded from
+the pinned ``bpe-openai`` package (:func:`seed_tiktoken_cache`) because the project runs without
+a network. Per-example counts and billed tokens follow OpenAI's fine-tuning cookbook.
 """
 
 from __future__ import annotations

@@ -1,24 +1,9 @@
 """Validation of fine-tuning JSONL files before anything is uploaded to a provider.
 
-The checks follow OpenAI's "Data preparation and analysis for chat model fine-tuning" cookbook
-and the per-line schemas in OpenAI's API reference ("Training format for chat models" for SFT,
-"... using the dpo method" for DPO), so a file that passes here is accepted on the first try:
-
-- per line (1-based line numbers): ``invalid_json``, ``data_type`` (not an object),
-  ``unrecognized_key`` (a top-level key outside the schema), ``missing_messages_list``,
-  ``message_unrecognized_key`` (not an object, or a key outside the message schema),
-  ``unrecognized_role``, ``missing_content``, ``special_token`` (a reserved string such as
-  ``<|endoftext|>`` in the text, which OpenAI refuses), ``example_missing_assistant_message``,
-  ``invalid_output`` (DPO outputs must be a list of exactly one message), ``invalid_metadata``
-  and ``over_token_limit`` (the provider would truncate the example, cutting the answer);
-- per file (reported on line 0): ``too_few_examples`` (OpenAI needs at least 10);
-- warnings, counted but never fatal: examples without a system or without a user message.
-
-OpenAI's documented line schema has no ``metadata`` key, so ``metadata`` is refused unless the
-caller passes ``allow_metadata=True`` (for files that never leave the project).
-
-Lines are parsed one at a time with orjson and only aggregates are kept (plus the first 1,000
-errors), so memory stays constant whatever the file size.
+The checks follow OpenAI's fine-tuning cookbook and the per-line schemas of its API reference
+(SFT and DPO), so a file that passes here is accepted on the first try. Errors are reported by
+line (line 0 is the file as a whole); lines are parsed one at a time and only aggregates are
+kept, so memory stays constant whatever the file size.
 """
 
 from __future__ import annotations

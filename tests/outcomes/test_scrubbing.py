@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from outcomes.scrubbing import scrub
+from outcomes.scrubbing import may_hold_personal_data, scrub
 
 PROSPECT = {"first_name": "Jane", "last_name": "Doe", "company": "Acme Inc."}
 
@@ -147,3 +147,38 @@ def test_placeholders_made_by_earlier_passes_are_not_touched_by_names() -> None:
 def test_empty_text_and_an_anonymous_prospect_are_fine() -> None:
     assert scrub("") == ""
     assert scrub("Hi there, worth a call?") == "Hi there, worth a call?"
+
+
+# --- The prefilter: a superset of what scrub replaces ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Call +1 (415) 555-0199 today",
+        "Call 4 1 5 5 5 5 1",
+        "Call 415.555.0199 ext 12",
+        "Write to JANE at ACME",
+        "jane_doe was here",
+        "Visit wWw.acme.com or WWW.ACME.COM",
+        "see acme.io/pricing",
+        "mail jane@acme.com",
+        "Greetings from Acme, Inc. and acme",
+    ],
+)
+def test_the_personal_data_guard_never_skips_a_text_that_scrub_would_change(text: str) -> None:
+    names = {"first_name": "Jane", "last_name": "Doe", "company": "Acme, Inc."}
+    assert scrub(text, **names) != text
+    assert may_hold_personal_data(text, names["first_name"], names["last_name"], names["company"])
+
+
+@pytest.mark.parametrize(
+    ("text", "first_name"),
+    [
+        ("Hi {{first_name}}, teams cut forecast prep by 40% in 2024; reference 12345.", "Jane"),
+        ("Our customers at {{company}} split the atom.", "Tom"),  # "tom" only inside other words
+    ],
+)
+def test_the_personal_data_guard_lets_clean_text_through(text: str, first_name: str) -> None:
+    assert scrub(text, first_name=first_name, last_name="Doe", company="Acme Inc.") == text
+    assert not may_hold_personal_data(text, first_name, "Doe", "Acme Inc.")

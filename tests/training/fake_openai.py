@@ -8,141 +8,43 @@ every request, and injects faults on demand:
     fake.fail_next("jobs.retrieve", 429)             # next call answers 429, then normal
     fake.fail_next("files.create", 500, times=3)     # next three calls answer 500
     fake.delay_next("models.retrieve", 5.0)          # next call answers after 5 s
+    fake.fail_after("jobs.create", 502)              # creates the job, then answers 502
+    fake.delay_after("files.create", 2.0)            # creates the file, answers 2 s later
     fake.fail_jobs("The job failed due to an invalid training file.")
 
-Routes are named ``files.create``, ``files.retrieve``, ``jobs.create``, ``jobs.retrieve``,
-``jobs.cancel``, ``jobs.events``, ``jobs.checkpoints``, ``models.retrieve`` and
-``chat.completions``. 429 and 5xx answers carry ``retry-after-ms: 1`` so the client's backoff
-costs a millisecond, not seconds.
+Routes are named ``files.create``, ``files.list``, ``files.retrieve``, ``files.delete``,
+``jobs.create``, ``jobs.list``, ``jobs.retrieve``, ``jobs.cancel``, ``jobs.events``,
+``jobs.checkpoints``, ``models.retrieve`` and ``chat.completions`` (see
+:mod:`tests.training.fake_openai_wire`).
 """
 
 import contextlib
 import itertools
-import json
-import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-Answer = tuple[int, dict[str, Any]]
-
-DEFAULT_MODELS = ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14")
-JOB_STEPS = {"validating_files": "queued", "queued": "running", "running": "succeeded"}
-TERMINAL = {"succeeded", "failed", "cancelled"}
-ROUTES: list[tuple[str, re.Pattern[str], str]] = [
-    ("POST", re.compile(r"/v1/files"), "files.create"),
-    ("GET", re.compile(r"/v1/files/(?P<id>[^/]+)"), "files.retrieve"),
-    ("POST", re.compile(r"/v1/fine_tuning/jobs"), "jobs.create"),
-    ("GET", re.compile(r"/v1/fine_tuning/jobs/(?P<id>[^/]+)"), "jobs.retrieve"),
-    ("POST", re.compile(r"/v1/fine_tuning/jobs/(?P<id>[^/]+)/cancel"), "jobs.cancel"),
-    ("GET", re.compile(r"/v1/fine_tuning/jobs/(?P<id>[^/]+)/events"), "jobs.events"),
-    ("GET", re.compile(r"/v1/fine_tuning/jobs/(?P<id>[^/]+)/checkpoints"), "jobs.checkpoints"),
-    ("GET", re.compile(r"/v1/models/(?P<id>.+)"), "models.retrieve"),
-    ("POST", re.compile(r"/v1/chat/completions"), "chat.completions"),
-]
-
-
-@dataclass
-class RecordedRequest:
-    """One request as the fake received it; ``body`` is parsed JSON or the multipart fields."""
-
-    route: str
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
-    raw: bytes
-
-
-@dataclass
-class Fault:
-    """A canned answer for the next call of a route: wait ``delay`` seconds, then answer ``status``."""
-
-    status: int | None = None
-    message: str = ""
-    delay: float = 0.0
-
-
-@dataclass
-class JobFailure:
-    message: str
-    code: str = "training_failed"
-
-
-def api_error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> Answer:
-    """Return an answer in OpenAI's error shape."""
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return status, {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def parse_multipart(raw: bytes, content_type: str) -> dict[str, Any]:
-    """Split a multipart/form-data body byte-exactly: text fields as str, files as dicts."""
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
-    if match is None:
-        return {}
-    fields: dict[str, Any] = {}
-    for part in raw.split(b"--" + match.group(1).encode())[1:-1]:
-        head, _, value = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
-        value = value.removesuffix(b"\r\n")
-        name = re.search(rb'(?:^|;)\s*name="([^"]*)"', head, re.MULTILINE | re.IGNORECASE)
-        filename = re.search(rb'filename="([^"]*)"', head, re.IGNORECASE)
-        if name is None:
-            continue
-        key = name.group(1).decode()
-        if filename is None:
-            fields[key] = value.decode()
-        else:
-            fields[key] = {"filename": filename.group(1).decode(), "content": value}
-    return fields
-
-
-def dataset_problem(content: bytes, method_type: str) -> str | None:
-    """Return the first problem of a JSONL dataset for the method, or None when it trains."""
-    lines = [line for line in content.decode("utf-8", "replace").splitlines() if line.strip()]
-    if not lines:
-        return "The training file is empty."
-    for number, line in enumerate(lines, start=1):
-        try:
-            example = json.loads(line)
-        except json.JSONDecodeError:
-            return f"Line {number} of the training file is not valid JSON."
-        if not isinstance(example, dict):
-            return f"Line {number} of the training file is not a JSON object."
-        if method_type == "supervised" and not isinstance(example.get("messages"), list):
-            return f"Line {number} of the training file has no 'messages'."
-        if method_type == "dpo":
-            missing = [k for k in ("input", "preferred_output", "non_preferred_output") if k not in example]
-            if missing:
-                return f"Line {number} of the training file lacks {', '.join(missing)}."
-    return None
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: "_Server"
-
-    def do_GET(self) -> None:
-        self.server.fake.serve(self)
-
-    do_POST = do_GET
-    do_DELETE = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: "FakeOpenAI") -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
+from tests.training.fake_openai_wire import (
+    DEFAULT_MODELS,
+    JOB_STEPS,
+    TERMINAL,
+    Answer,
+    Fault,
+    JobFailure,
+    RecordedRequest,
+    Server,
+    api_error,
+    dataset_problem,
+    metadata_filter,
+    page,
+    public,
+    receive,
+    send,
+)
 
 
 @dataclass
@@ -154,6 +56,7 @@ class FakeOpenAI:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deleted_files: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: dict[str, deque[Fault]] = field(default_factory=dict)
     job_failure: JobFailure | None = None
 
@@ -161,7 +64,7 @@ class FakeOpenAI:
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._ids = itertools.count(1)
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         for model_id in DEFAULT_MODELS:
             self.add_model(model_id)
@@ -169,7 +72,7 @@ class FakeOpenAI:
     # --- control -----------------------------------------------------------------------------
 
     def start(self) -> "FakeOpenAI":
-        self._server = _Server(self)
+        self._server = Server(self)
         # A short poll interval keeps stop() (and so each test's teardown) from waiting half a second.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-openai", daemon=True
@@ -213,6 +116,15 @@ class FakeOpenAI:
         """Make the next ``times`` calls of ``route`` wait ``seconds`` before answering normally."""
         self._queue(route, [Fault(delay=seconds) for _ in range(times)])
 
+    def fail_after(self, route: str, status: int, *, times: int = 1) -> None:
+        """Carry out the next ``times`` calls of ``route`` (create the file or job), then answer ``status``."""
+        text = f"Injected {status} for {route}, after the call was carried out."
+        self._queue(route, [Fault(status=status, message=text, after=True) for _ in range(times)])
+
+    def delay_after(self, route: str, seconds: float, *, times: int = 1) -> None:
+        """Carry out the next ``times`` calls of ``route`` at once, and answer ``seconds`` later."""
+        self._queue(route, [Fault(delay=seconds, after=True) for _ in range(times)])
+
     def fail_jobs(self, message: str, *, code: str = "training_failed") -> None:
         """Make every job end failed with this error instead of succeeding."""
         self.job_failure = JobFailure(message=message, code=code)
@@ -232,52 +144,21 @@ class FakeOpenAI:
 
     def serve(self, handler: BaseHTTPRequestHandler) -> None:
         """Record the request, apply any fault queued for its route, then answer it."""
-        request, params = self._receive(handler)
+        request, params = receive(handler)
         with self._lock:
             self.requests.append(request)
             queue = self.faults.get(request.route)
             fault = queue.popleft() if queue else None
+        answer = self._answer(request, params) if fault is None or fault.after else None
         if fault is not None and fault.delay:
             self._stopping.wait(fault.delay)
         if fault is not None and fault.status is not None:
             answer = api_error(fault.status, fault.message, code="injected")
-        else:
+        if answer is None:
             answer = self._answer(request, params)
         # The client may have given up (timeout) and closed the connection: nobody is listening.
         with contextlib.suppress(OSError):
-            self._send(handler, *answer)
-
-    def _receive(self, handler: BaseHTTPRequestHandler) -> tuple[RecordedRequest, dict[str, str]]:
-        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        url = urlsplit(handler.path)
-        path = unquote(url.path)
-        route, params = "unknown", {}
-        for method, pattern, name in ROUTES:
-            match = pattern.fullmatch(path)
-            if match and method == handler.command:
-                route, params = name, match.groupdict()
-                break
-        content_type = handler.headers.get("Content-Type", "")
-        body: Any = raw
-        if content_type.startswith("multipart/form-data"):
-            body = parse_multipart(raw, content_type)
-        elif raw:
-            body = json.loads(raw)
-        headers = {key.lower(): value for key, value in handler.headers.items()}
-        query = dict(parse_qsl(url.query))
-        return RecordedRequest(route, handler.command, path, query, headers, body, raw), params
-
-    def _send(self, handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.send_header("x-request-id", f"req_{next(self._ids)}")
-        if status == 429 or status >= 500:
-            handler.send_header("retry-after-ms", "1")
-        handler.end_headers()
-        handler.wfile.write(data)
-        handler.wfile.flush()
+            send(handler, *answer, request_id=f"req_{next(self._ids)}")
 
     def _answer(self, request: RecordedRequest, params: dict[str, str]) -> Answer:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
@@ -313,6 +194,19 @@ class FakeOpenAI:
         if file_id not in self.files:
             return api_error(404, f"No such File object: {file_id}", param="id")
         return 200, public(self.files[file_id], hide=("content",))
+
+    def _files_list(self, request: RecordedRequest, _: str) -> Answer:
+        """Newest first unless ``order=asc``, filtered by ``purpose``; OpenAI's default limit is 10,000."""
+        purpose = request.query.get("purpose")
+        files = [public(f, hide=("content",)) for f in self.files.values() if purpose in (None, f["purpose"])]
+        files.sort(key=lambda f: (f["created_at"], f["id"]), reverse=request.query.get("order") != "asc")
+        return 200, page(files, request.query, default_limit=10_000)
+
+    def _files_delete(self, request: RecordedRequest, file_id: str) -> Answer:
+        if file_id not in self.files:
+            return api_error(404, f"No such File object: {file_id}", param="id")
+        self.deleted_files[file_id] = self.files.pop(file_id)
+        return 200, {"id": file_id, "object": "file", "deleted": True}
 
     # --- fine-tuning jobs ----------------------------------------------------------------------
 
@@ -375,6 +269,17 @@ class FakeOpenAI:
             return api_error(400, "metadata must map strings to strings.", param="metadata")
         problem = dataset_problem(self.files[body["training_file"]]["content"], str(method_type))
         return api_error(400, problem, param="training_file", code="invalid_training_file") if problem else None
+
+    def _jobs_list(self, request: RecordedRequest, _: str) -> Answer:
+        """Newest first, filtered by ``metadata[key]=value`` pairs as OpenAI filters them."""
+        wanted = metadata_filter(request.query).items()
+        jobs = [
+            self._job_object(job_id)
+            for job_id, job in self.jobs.items()
+            if all((job.get("metadata") or {}).get(key) == value for key, value in wanted)
+        ]
+        jobs.sort(key=lambda job: (job["created_at"], job["id"]), reverse=True)
+        return 200, page(jobs, request.query)
 
     def _jobs_retrieve(self, request: RecordedRequest, job_id: str) -> Answer:
         """Return the job after moving it one step along validating → queued → running → end."""
@@ -491,18 +396,3 @@ class FakeOpenAI:
             ],
             "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
         }
-
-
-def public(record: dict[str, Any], *, hide: tuple[str, ...]) -> dict[str, Any]:
-    """Return a stored record without the fake's private keys."""
-    return {key: value for key, value in record.items() if key not in hide}
-
-
-def page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
-    """Return one cursor page (``after`` an id, at most ``limit`` items) in OpenAI's list shape."""
-    start = 0
-    if "after" in query:
-        start = next((i + 1 for i, item in enumerate(items) if item["id"] == query["after"]), len(items))
-    limit = int(query.get("limit") or 20)
-    chunk = items[start : start + limit]
-    return {"object": "list", "data": chunk, "has_more": start + limit < len(items)}

@@ -32,12 +32,20 @@ def make_labels(organization: Organization | None, *, positives: int = 12, negat
     return labels
 
 
+def wait_out_retry(run: TrainingRun) -> None:
+    """Let the time pass until a step waiting to retry a provider call is due."""
+    if run.retry_at is not None and run.retry_at > timezone.now():
+        TrainingRun.objects.filter(pk=run.pk).update(retry_at=timezone.now())
+        run.refresh_from_db()
+
+
 def drive(run: TrainingRun, *, limit: int = 40) -> TrainingRun:
-    """Advance the run step by step (polls included) until it ends, as the workers would."""
+    """Advance the run step by step (polls and retries included) until it ends, as the workers would."""
     for _ in range(limit):
         run.refresh_from_db()
         if not run.is_active:
             return run
+        wait_out_retry(run)
         training_run_advance(run=run)
     raise AssertionError(f"run still {run.status} after {limit} steps")
 
@@ -50,6 +58,7 @@ def drive_to(run: TrainingRun, status: str, *, limit: int = 40) -> TrainingRun:
             return run
         if not run.is_active:
             raise AssertionError(f"run ended {run.status} ({run.error}) before reaching {status}")
+        wait_out_retry(run)
         training_run_advance(run=run)
     raise AssertionError(f"run still {run.status} after {limit} steps")
 
@@ -72,9 +81,10 @@ def local_provider_files(kind: str) -> list[Path]:
     return sorted(folder.glob("*.json*")) if folder.exists() else []
 
 
-def signed_headers(payload: bytes, secret: str, *, timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    payload: bytes, secret: str, *, timestamp: int | None = None, webhook_id: str = "wh_test_0001"
+) -> dict[str, str]:
     """Standard Webhooks headers for ``payload``, signed as OpenAI signs them."""
-    webhook_id = "wh_test_0001"
     stamp = str(timestamp if timestamp is not None else int(time.time()))
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{webhook_id}.{stamp}.{payload.decode()}".encode()

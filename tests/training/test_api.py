@@ -7,9 +7,11 @@ import pytest
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
-from tests.api_clients import Tenant, assert_error, key_client, make_tenant
+from tests.api_clients import Tenant, assert_error, key_client, make_tenant, staff_client
+from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import drive, drive_to, make_labels
 from training.models import TrainingRun
+from training.providers import get_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -70,8 +72,6 @@ def test_an_agent_key_cannot_start_a_run(tenant: Tenant) -> None:
 
 
 def test_the_global_model_is_trained_only_by_permitted_staff(staff: APIClient) -> None:
-    from tests.api_clients import staff_client
-
     assert_error(staff_client().post("/training/run", {}, format="json"), 403)
     assert staff.post("/training/run", {"organization_id": None}, format="json").status_code == 202
     assert TrainingRun.objects.get().organization is None
@@ -82,7 +82,7 @@ def test_a_run_reads_back_with_the_seeds_result_fields_once_ended(tenant: Tenant
     run_id = tenant.ops.post("/training/run", {"model_version": "v2.1.0"}, format="json").json()["id"]
     run = drive(TrainingRun.objects.get(pk=run_id))
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
-    body = tenant.agent.get(f"/training/runs/{run_id}").json()
+    body = tenant.ops.get(f"/training/runs/{run_id}").json()
     assert (body["status"], body["run_status"], body["model_version"]) == ("success", "succeeded", "v2.1.0")
     assert body["model_id"] == run.fine_tuned_model and body["registry_id"] == str(run.registered_model_id)
     assert body["training_stats"]["training_examples_count"] == 60
@@ -93,30 +93,88 @@ def test_a_job_status_comes_from_the_provider(tenant: Tenant) -> None:
     make_labels(tenant.organization, positives=60)
     run_id = tenant.ops.post("/training/run", {}, format="json").json()["id"]
     run = drive_to(TrainingRun.objects.get(pk=run_id), TrainingRun.Status.TRAINING)
-    body = tenant.agent.get(f"/training/status/{run.provider_job_id}").json()
+    body = tenant.ops.get(f"/training/status/{run.provider_job_id}").json()
     assert body["id"] == run.provider_job_id and body["run_id"] == run_id
     for name in ("id", "status", "model", "fine_tuned_model", "trained_tokens", "finished_at"):
         assert name in body
     assert body["model"] == run.base_model
 
 
+@pytest.fixture
+def openai(settings: Any, fake_openai: FakeOpenAI) -> FakeOpenAI:
+    """Runs train on the OpenAI stand-in, so the provider's requests can be counted."""
+    settings.FINE_TUNING_PROVIDER = "openai"
+    settings.OPENAI_MAX_RETRIES = 0
+    return fake_openai
+
+
+def training_run(tenant: Tenant) -> TrainingRun:
+    make_labels(tenant.organization, positives=60)
+    run_id = tenant.ops.post("/training/run", {}, format="json").json()["id"]
+    return drive_to(TrainingRun.objects.get(pk=run_id), TrainingRun.Status.TRAINING)
+
+
+def test_runs_and_jobs_are_not_for_agent_keys(tenant: Tenant) -> None:
+    run = training_run(tenant)
+    for path in (f"/training/runs/{run.pk}", f"/training/status/{run.provider_job_id}", "/training/runs/nope"):
+        assert_error(tenant.agent.get(path), 403, "permission_denied")
+
+
+def test_staff_read_runs_and_jobs_with_the_view_permission(tenant: Tenant) -> None:
+    run = training_run(tenant)
+    paths = (f"/training/runs/{run.pk}", f"/training/status/{run.provider_job_id}")
+    for path in paths:
+        assert_error(staff_client().get(path), 403, "permission_denied")
+        assert staff_client("training.view_trainingrun").get(path).status_code == 200
+
+
+def test_a_job_status_is_asked_of_the_provider_once_per_few_seconds(tenant: Tenant, openai: FakeOpenAI) -> None:
+    run = training_run(tenant)
+    answers = [tenant.ops.get(f"/training/status/{run.provider_job_id}").json() for _ in range(5)]
+    assert len(openai.requests_to("jobs.retrieve")) == 1
+    assert all(answer == answers[0] for answer in answers)
+
+
+def test_an_ended_jobs_status_is_kept_longer_than_a_running_ones(
+    tenant: Tenant, openai: FakeOpenAI, settings: Any
+) -> None:
+    settings.TRAINING_JOB_CACHE_SECONDS = 0  # a running job: asked every time
+    run = training_run(tenant)
+    for _ in range(2):
+        tenant.ops.get(f"/training/status/{run.provider_job_id}")
+    assert len(openai.requests_to("jobs.retrieve")) == 2
+    while not get_provider("openai").get_job(run.provider_job_id).is_terminal:
+        pass
+    before = len(openai.requests_to("jobs.retrieve"))
+    bodies = [tenant.ops.get(f"/training/status/{run.provider_job_id}").json() for _ in range(3)]
+    assert bodies[0]["status"] == "succeeded"
+    assert len(openai.requests_to("jobs.retrieve")) == before + 1
+
+
+def test_a_provider_error_is_not_kept(tenant: Tenant, openai: FakeOpenAI) -> None:
+    run = training_run(tenant)
+    openai.fail_next("jobs.retrieve", 500)
+    assert_error(tenant.ops.get(f"/training/status/{run.provider_job_id}"), 502)
+    assert tenant.ops.get(f"/training/status/{run.provider_job_id}").status_code == 200
+
+
 @pytest.mark.parametrize("job_id", ["ftjob-unknown", "a/b", ""])
 def test_an_unknown_job_answers_404(tenant: Tenant, job_id: str) -> None:
-    assert_error(tenant.agent.get(f"/training/status/{job_id}x"), 404, "not_found")
+    assert_error(tenant.ops.get(f"/training/status/{job_id}x"), 404, "not_found")
 
 
 @pytest.mark.parametrize("run_id", ["not-a-uuid", "7b0c7a5e-0000-4000-8000-000000000000"])
 def test_an_unknown_run_answers_404(tenant: Tenant, run_id: str) -> None:
-    assert_error(tenant.agent.get(f"/training/runs/{run_id}"), 404, "not_found")
+    assert_error(tenant.ops.get(f"/training/runs/{run_id}"), 404, "not_found")
 
 
 def test_another_organizations_run_and_job_answer_404(tenant: Tenant, other: Tenant) -> None:
     make_labels(other.organization, positives=60)
     run_id = other.ops.post("/training/run", {}, format="json").json()["id"]
     run = drive_to(TrainingRun.objects.get(pk=run_id), TrainingRun.Status.TRAINING)
-    assert_error(tenant.agent.get(f"/training/runs/{run_id}"), 404, "not_found")
-    assert_error(tenant.agent.get(f"/training/status/{run.provider_job_id}"), 404, "not_found")
-    assert other.agent.get(f"/training/runs/{run_id}").status_code == 200
+    assert_error(tenant.ops.get(f"/training/runs/{run_id}"), 404, "not_found")
+    assert_error(tenant.ops.get(f"/training/status/{run.provider_job_id}"), 404, "not_found")
+    assert other.ops.get(f"/training/runs/{run_id}").status_code == 200
 
 
 def test_stats_count_the_pool_a_run_would_export(tenant: Tenant, other: Tenant) -> None:

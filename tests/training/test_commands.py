@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 from django_q.models import Schedule
 
 from flywheel.models import Organization
@@ -159,11 +160,21 @@ def test_setup_schedules_creates_the_weekly_and_resume_schedules_once(organizati
     next_run = weekly.next_run.astimezone(datetime.UTC)
     assert (next_run.weekday(), next_run.hour, next_run.minute) == (0, 2, 0)
     resume = Schedule.objects.get(name=RESUME_SCHEDULE)
-    assert (resume.func, resume.schedule_type, resume.minutes) == ("training.tasks.resume_stuck_runs", "I", 10)
+    assert (resume.func, resume.schedule_type, resume.minutes) == ("training.tasks.resume_stuck_runs", "I", 1)
 
     assert "0 schedule(s) created, 2 updated, 0 removed" in run_command("setup_schedules")
     assert Schedule.objects.count() == 3  # and the registry's daily A/B auto-promotion
     assert Schedule.objects.get(name=weekly_schedule_name(None)).next_run == weekly.next_run
+
+
+def test_setup_schedules_brings_an_older_resume_schedule_to_every_minute(organization: Organization) -> None:
+    run_command("setup_schedules")
+    later = timezone.now() + datetime.timedelta(minutes=10)
+    Schedule.objects.filter(name=RESUME_SCHEDULE).update(minutes=10, next_run=later)
+    assert "0 schedule(s) created, 2 updated" in run_command("setup_schedules")
+    resume = Schedule.objects.get(name=RESUME_SCHEDULE)
+    assert resume.minutes == 1 and Schedule.objects.filter(name=RESUME_SCHEDULE).count() == 1
+    assert resume.next_run is not None and resume.next_run < later  # the new timing starts now, not in 10 minutes
 
 
 def test_setup_schedules_follows_the_configured_pools(organization: Organization, settings: Any) -> None:

@@ -295,3 +295,27 @@ def test_uploading_a_missing_file_is_a_provider_error(provider: LocalProvider, t
     with pytest.raises(ProviderError, match="Cannot read training file") as caught:
         provider.upload_training_file(tmp_path / "missing.jsonl")
     assert caught.value.code == "file_unreadable"
+
+
+# --- finding what was made before ------------------------------------------------------------------
+
+
+def test_a_file_uploaded_twice_under_one_name_is_stored_once(provider: LocalProvider, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "train.jsonl", EXAMPLES)
+    first = provider.upload_training_file(path, name="flywheel-run-1-train.jsonl")
+    assert provider.upload_training_file(path, name="flywheel-run-1-train.jsonl") == first
+    assert len(list((provider.root / "files").glob("*.jsonl"))) == 1
+    (found,) = provider.find_files(name="flywheel-run-1-train.jsonl")
+    assert (found.id, found.name) == (first, "flywheel-run-1-train.jsonl")
+    assert provider.find_files(name="flywheel-run-2-train.jsonl") == []
+    provider.delete_file(first)
+    provider.delete_file(first)  # already gone: not an error
+    assert provider.find_files(name="flywheel-run-1-train.jsonl") == []
+
+
+def test_find_jobs_returns_the_runs_jobs_oldest_first(provider: LocalProvider, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "train.jsonl", EXAMPLES)
+    ours = [start_job(provider, path, metadata={"training_run_id": "run-1"}) for _ in range(3)]
+    start_job(provider, path, metadata={"training_run_id": "run-2"})
+    assert [job.id for job in provider.find_jobs(run_id="run-1")] == ours
+    assert provider.find_jobs(run_id="run-3") == []

@@ -310,17 +310,29 @@ def test_a_base_model_without_a_shutdown_date_is_accepted(provider: OpenAIProvid
 # --- faults ------------------------------------------------------------------------------------
 
 
-def test_a_429_is_retried_and_the_call_succeeds(
+def test_a_429_on_a_read_is_retried_by_the_client_and_the_call_succeeds(
     provider: OpenAIProvider, fake_openai: FakeOpenAI, sft_file: Path
 ) -> None:
-    fake_openai.fail_next("files.create", 429)
+    job_id = create_job(provider, sft_file)
+    fake_openai.fail_next("jobs.retrieve", 429)
 
-    file_id = provider.upload_training_file(sft_file)
+    assert provider.get_job(job_id).id == job_id
 
-    attempts = fake_openai.requests_to("files.create")
-    assert len(attempts) == 2
-    assert [attempt.body["file"]["content"] for attempt in attempts] == [sft_file.read_bytes()] * 2
-    assert fake_openai.files[file_id]["content"] == sft_file.read_bytes()
+    assert len(fake_openai.requests_to("jobs.retrieve")) == 2
+
+
+@pytest.mark.parametrize("route", ["files.create", "jobs.create"])
+def test_a_creation_is_sent_once_and_its_429_raised_as_retryable(
+    provider: OpenAIProvider, fake_openai: FakeOpenAI, sft_file: Path, route: str
+) -> None:
+    """The client never retries a POST that creates: a retry after a lost answer would make a duplicate."""
+    fake_openai.fail_next(route, 429)
+
+    with pytest.raises(ProviderError) as caught:
+        create_job(provider, sft_file)  # uploads, then creates
+
+    assert caught.value.retryable and caught.value.provider_status == 429
+    assert len(fake_openai.requests_to(route)) == 1
 
 
 def test_500s_until_give_up_raise_a_retryable_provider_error(

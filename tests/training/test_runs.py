@@ -39,9 +39,7 @@ from training.services import (
     training_run_advance,
     training_run_cancel,
     training_run_start,
-    training_runs_resume,
 )
-from training.transitions import STEP_LEASE
 
 pytestmark = pytest.mark.django_db
 
@@ -223,9 +221,7 @@ def test_a_failed_job_fails_the_run_with_the_providers_error_and_no_model(
     assert not Schedule.objects.filter(name=poll_schedule_name(run.pk)).exists()
 
 
-def test_a_rate_limit_is_retried_by_the_client_and_the_run_succeeds(
-    organization: Organization, openai: FakeOpenAI
-) -> None:
+def test_a_rate_limit_is_retried_and_the_run_succeeds(organization: Organization, openai: FakeOpenAI) -> None:
     make_labels(organization)
     openai.fail_next("files.create", 429)
     openai.fail_next("jobs.create", 429)
@@ -235,15 +231,16 @@ def test_a_rate_limit_is_retried_by_the_client_and_the_run_succeeds(
     assert len(openai.jobs) == 1
 
 
-def test_server_errors_until_the_client_gives_up_fail_the_run_cleanly(
-    organization: Organization, openai: FakeOpenAI
+def test_server_errors_until_our_retries_give_up_fail_the_run_cleanly(
+    organization: Organization, openai: FakeOpenAI, settings: Any
 ) -> None:
     make_labels(organization)
+    settings.TRAINING_RETRY_DELAYS = (0, 0)
     openai.fail_next("files.create", 500, times=3, message="The server had an error.")
     run = drive(start(organization))
     assert run.status == Status.FAILED
     assert run.error == "OpenAI answered 500: The server had an error."
-    assert len(openai.requests_to("files.create")) == 3  # the first try and OPENAI_MAX_RETRIES = 2
+    assert len(openai.requests_to("files.create")) == 3  # the first try and two retries, none by the client
     assert openai.jobs == {} and run.provider_file_id == "" and run.provider_job_id == ""
     assert run.claimed_at is None and run.finished_at is not None and models_of(run) == []
 
@@ -276,9 +273,12 @@ def test_a_timeout_while_polling_leaves_the_run_training(
     assert drive(run).status == Status.SUCCEEDED
 
 
-def test_a_timeout_while_uploading_fails_the_run(organization: Organization, openai: FakeOpenAI, settings: Any) -> None:
+def test_a_timeout_while_uploading_fails_the_run_when_no_retry_is_left(
+    organization: Organization, openai: FakeOpenAI, settings: Any
+) -> None:
     make_labels(organization)
     run = drive_to(start(organization), Status.UPLOADING)
+    settings.TRAINING_RETRY_DELAYS = ()
     settings.OPENAI_TIMEOUT = 0.2
     settings.OPENAI_MAX_RETRIES = 0
     openai.delay_next("files.create", 1.0)
@@ -332,106 +332,6 @@ def test_a_base_model_near_its_shutdown_is_refused_before_anything_is_uploaded(
     assert run.status == Status.FAILED
     assert "gpt-4o-2024-08-06 shuts down on" in run.error and "BASE_MODEL_SHUTDOWN_GUARD_DAYS" in run.error
     assert openai.requests_to("files.create") == [] and openai.jobs == {}
-
-
-# --- Crashes, duplicates and resuming ------------------------------------------------------------
-
-# Each step, the status it runs in and the status it moves to.
-TRANSITIONS = [
-    (Status.EXPORTING, Status.UPLOADING),
-    (Status.UPLOADING, Status.TRAINING),
-    (Status.TRAINING, Status.REGISTERING),
-    (Status.REGISTERING, Status.TESTING),
-    (Status.TESTING, Status.SUCCEEDED),
-]
-
-
-@pytest.mark.parametrize(("crashed_in", "reached"), TRANSITIONS)
-def test_a_crash_after_a_steps_work_resumes_without_doing_it_twice(
-    organization: Organization, openai: FakeOpenAI, crashed_in: str, reached: str
-) -> None:
-    """The worker did the step's work and recorded it, then died before moving the status on."""
-    make_labels(organization)
-    run = drive_to(start(organization), reached)
-    dead_worker = timezone.now() - STEP_LEASE - datetime.timedelta(seconds=1)
-    TrainingRun.objects.filter(pk=run.pk).update(status=crashed_in, claimed_at=dead_worker, finished_at=None)
-    run = drive(run)
-    assert run.status == Status.SUCCEEDED, run.error
-    assert len(models_of(run)) == 1
-    assert len(openai.requests_to("files.create")) == 1 and len(openai.jobs) == 1
-
-
-@pytest.mark.parametrize("status", [Status.EXPORTING, Status.UPLOADING, Status.REGISTERING, Status.TESTING])
-def test_a_claimed_step_is_left_alone_until_its_lease_expires(
-    organization: Organization, openai: FakeOpenAI, status: str
-) -> None:
-    """A second delivery while a worker holds the step does nothing; after a crash it takes over."""
-    make_labels(organization)
-    run = start(organization)
-    if status == Status.EXPORTING:  # a worker moved it and is exporting: no resting state to drive to
-        TrainingRun.objects.filter(pk=run.pk).update(status=status)
-    run = drive_to(run, status)
-    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now())
-    assert training_run_advance(run=run) is False
-    run.refresh_from_db()
-    assert run.status == status
-    TrainingRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now() - STEP_LEASE - datetime.timedelta(seconds=1))
-    assert drive(run).status == Status.SUCCEEDED
-    assert len(models_of(run)) == 1 and len(openai.jobs) == 1
-
-
-def test_a_crash_after_deploying_resumes_without_deploying_twice(organization: Organization) -> None:
-    make_labels(organization)
-    control = model_register(
-        model_id="gpt-4o-2024-08-06", model_version="v2.0.0", base_model="gpt-4o-2024-08-06", organization=organization
-    )
-    model_deploy(model=control, traffic_percentage=100.0)
-    run = drive(start(organization, deploy_immediately=True))
-    dead_worker = timezone.now() - STEP_LEASE - datetime.timedelta(seconds=1)
-    TrainingRun.objects.filter(pk=run.pk).update(status=Status.DEPLOYING, claimed_at=dead_worker, deployed=False)
-    run = drive(run)
-    assert run.status == Status.SUCCEEDED and run.deployed and run.error == ""
-    assert RegisteredModel.objects.filter(organization=organization, status="deployed").count() == 2
-    assert Experiment.objects.count() == 1
-
-
-def test_every_task_delivered_twice_registers_the_model_once(organization: Organization, openai: FakeOpenAI) -> None:
-    make_labels(organization)
-    run = start(organization)
-    while run.is_active:
-        duplicate = TrainingRun.objects.get(pk=run.pk)
-        training_run_advance(run=run)
-        training_run_advance(run=duplicate)  # the stale copy a second delivery would have loaded
-        run.refresh_from_db()
-    assert run.status == Status.SUCCEEDED
-    assert len(models_of(run)) == 1
-    assert len(openai.requests_to("files.create")) == 1 and len(openai.jobs) == 1
-
-
-def test_resume_redelivers_a_run_whose_task_was_lost(
-    organization: Organization, django_capture_on_commit_callbacks: OnCommit
-) -> None:
-    make_labels(organization)
-    run = drive_to(start(organization), Status.UPLOADING)
-    TrainingRun.objects.filter(pk=run.pk).update(updated_at=timezone.now() - datetime.timedelta(minutes=10))
-    with django_capture_on_commit_callbacks(execute=True):
-        assert training_runs_resume() == 1
-    run.refresh_from_db()
-    assert run.status == Status.TRAINING
-    Schedule.objects.all().delete()  # the poll chain broke too
-    assert tasks.resume_stuck_runs() == 1
-    assert Schedule.objects.filter(name=poll_schedule_name(run.pk)).count() == 1
-    assert training_runs_resume() == 0  # a poll is pending: nothing to do
-
-
-def test_resume_leaves_a_run_that_just_moved_or_is_claimed(organization: Organization) -> None:
-    make_labels(organization)
-    run = drive_to(start(organization), Status.UPLOADING)
-    assert training_runs_resume() == 0
-    TrainingRun.objects.filter(pk=run.pk).update(
-        updated_at=timezone.now() - datetime.timedelta(minutes=10), claimed_at=timezone.now()
-    )
-    assert training_runs_resume() == 0
 
 
 # --- One active run per pool, versions -----------------------------------------------------------

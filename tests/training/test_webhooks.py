@@ -1,17 +1,19 @@
 """POST /training/webhooks/openai: signed events advance the run at once; anything else changes nothing."""
 
+import datetime
 import time
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.factories import OrganizationFactory
 from tests.training.conftest import WEBHOOK_SECRET
 from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import drive_to, make_labels, signed_headers, webhook_event
-from training.models import TrainingRun
+from training.models import TrainingRun, WebhookDelivery
 from training.providers import get_provider
 from training.services import training_run_start
 
@@ -125,6 +127,48 @@ def test_an_event_for_a_run_that_moved_on_changes_nothing(
     assert post(client, payload, signed_headers(payload, WEBHOOK_SECRET)).status_code == 200
     training_run.refresh_from_db()
     assert training_run.status == Status.CANCELLED and training_run.poll_count == 0
+
+
+def test_a_replayed_delivery_is_acknowledged_without_polling_again(
+    client: Client, training_run: TrainingRun, fake_openai: FakeOpenAI, django_capture_on_commit_callbacks: Any
+) -> None:
+    payload = webhook_event("fine_tuning.job.succeeded", training_run.provider_job_id)
+    headers = signed_headers(payload, WEBHOOK_SECRET)
+    answers = []
+    for _ in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            answers.append(post(client, payload, headers))
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    assert answers[1].json() == answers[2].json() == {"received": True, "duplicate": True}
+    assert len(fake_openai.requests_to("jobs.retrieve")) == 1
+    training_run.refresh_from_db()
+    assert training_run.status == Status.TRAINING and training_run.poll_count == 1
+
+
+def test_another_delivery_of_the_same_event_is_acted_on(
+    client: Client, training_run: TrainingRun, fake_openai: FakeOpenAI, django_capture_on_commit_callbacks: Any
+) -> None:
+    payload = webhook_event("fine_tuning.job.succeeded", training_run.provider_job_id)
+    for webhook_id in ("wh_first", "wh_second"):
+        with django_capture_on_commit_callbacks(execute=True):
+            post(client, payload, signed_headers(payload, WEBHOOK_SECRET, webhook_id=webhook_id))
+    assert len(fake_openai.requests_to("jobs.retrieve")) == 2
+
+
+def test_a_forged_replay_does_not_use_up_the_id(client: Client, training_run: TrainingRun) -> None:
+    payload = webhook_event("fine_tuning.job.succeeded", training_run.provider_job_id)
+    forged = signed_headers(payload, "whsec_" + "d3Jvbmc=" * 4, webhook_id="wh_once")
+    assert post(client, payload, forged).status_code == 400
+    answer = post(client, payload, signed_headers(payload, WEBHOOK_SECRET, webhook_id="wh_once"))
+    assert answer.json() == {"received": True, "training_run_id": str(training_run.pk)}
+
+
+def test_delivery_ids_are_forgotten_after_a_day(client: Client, training_run: TrainingRun) -> None:
+    payload = webhook_event("fine_tuning.job.succeeded", training_run.provider_job_id)
+    assert post(client, payload, signed_headers(payload, WEBHOOK_SECRET, webhook_id="wh_old")).status_code == 200
+    WebhookDelivery.objects.update(received_at=timezone.now() - datetime.timedelta(days=2))
+    post(client, payload, signed_headers(payload, WEBHOOK_SECRET, webhook_id="wh_new"))
+    assert list(WebhookDelivery.objects.values_list("webhook_id", flat=True)) == ["wh_new"]
 
 
 def test_without_a_secret_webhooks_are_refused_as_unavailable(client: Client, settings: Any) -> None:

@@ -79,6 +79,15 @@ class JobInfo:
 
 
 @dataclass(frozen=True)
+class FileInfo:
+    """A file stored at the provider: its id, the name it was uploaded under, when (unix seconds)."""
+
+    id: str
+    name: str
+    created_at: int | None = None
+
+
+@dataclass(frozen=True)
 class JobEvent:
     """One line of a job's log, oldest first when listed."""
 
@@ -103,8 +112,8 @@ class FineTuningProvider(ABC):
     """Uploads datasets, runs fine-tuning jobs and queries the models they produce.
 
     Every method raises ``ProviderError`` (never a client library's own exception), so callers
-    handle one error type whoever trains. Calls are short: nothing here waits for a job to end;
-    the background poller calls ``get_job`` until ``JobInfo.is_terminal``.
+    handle one error type whoever trains. Calls are short and creations are tried once: the
+    orchestrator looks up what exists (``find_files``, ``find_jobs``) before it creates again.
     """
 
     name: str = ""
@@ -112,8 +121,20 @@ class FineTuningProvider(ABC):
     supported_methods: frozenset[str] = frozenset({"sft", "dpo"})
 
     @abstractmethod
-    def upload_training_file(self, path: str | Path) -> str:
-        """Upload a JSONL dataset and return the provider's file id."""
+    def upload_training_file(self, path: str | Path, *, name: str | None = None) -> str:
+        """Upload a JSONL dataset (under ``name``, else the file's own name) and return its file id."""
+
+    @abstractmethod
+    def find_files(self, *, name: str) -> list[FileInfo]:
+        """Return the fine-tuning files uploaded under ``name``, oldest first."""
+
+    @abstractmethod
+    def delete_file(self, file_id: str) -> None:
+        """Delete an uploaded file; one that is already gone is not an error."""
+
+    @abstractmethod
+    def find_jobs(self, *, run_id: str) -> list[JobInfo]:
+        """Return the jobs whose metadata ``training_run_id`` is ``run_id``, oldest first."""
 
     @abstractmethod
     def create_job(
@@ -130,7 +151,8 @@ class FineTuningProvider(ABC):
         """Start a fine-tuning job and return its id.
 
         ``method`` is "sft" or "dpo"; ``hyperparameters`` override the seed's defaults (see
-        ``build_method``); ``metadata`` values are sent as strings.
+        ``build_method``); ``metadata`` values are sent as strings, and its ``training_run_id``
+        is what ``find_jobs`` finds the job by.
         """
 
     @abstractmethod

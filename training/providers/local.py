@@ -7,7 +7,8 @@ of the prompt's segment. That is enough to run the loop end to end (register, te
 with no network, and the answers are real messages from the best outcomes.
 
 Files, jobs and models are JSON files under ``MEDIA_ROOT/local_provider/``, each written to a
-temporary file and renamed, so a crash never leaves half a job behind. A job advances one state
+temporary file and renamed, so a crash never leaves half a job behind. A file uploaded under a
+name gets an id derived from it, so uploading it again replaces it rather than adding another. A job advances one state
 per ``get_job`` call (the background poller's call), so nothing here sleeps or spawns threads.
 """
 
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +32,7 @@ from training.providers.base import (
     SUFFIX_MAX_LENGTH,
     TERMINAL_STATUSES,
     Checkpoint,
+    FileInfo,
     FineTuningProvider,
     JobEvent,
     JobInfo,
@@ -204,6 +207,11 @@ def made_up_checkpoints(model_id: str, epochs: int, steps_per_epoch: int, valida
     return checkpoints
 
 
+def file_id_for(name: str) -> str:
+    """The id of the file uploaded under ``name``: the same name always gives the same id."""
+    return f"file-{hashlib.sha256(name.encode()).hexdigest()[:24]}"
+
+
 def not_found(kind: str, identifier: str) -> ProviderError:
     return ProviderError(
         f"The local provider has no {kind} {identifier!r}.",
@@ -245,12 +253,12 @@ class LocalProvider(FineTuningProvider):
 
     # --- the interface -------------------------------------------------------------------------
 
-    def upload_training_file(self, path: str | Path) -> str:
+    def upload_training_file(self, path: str | Path, *, name: str | None = None) -> str:
         """Copy the file into the provider's store (atomically) and return its id."""
-        file_id = f"file-{uuid.uuid4().hex[:24]}"
+        file_id = file_id_for(name) if name else f"file-{uuid.uuid4().hex[:24]}"
         target = self.file_path(file_id)
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".tmp")
+        partial = target.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
         try:
             shutil.copyfile(path, partial)
         except OSError as exc:
@@ -258,6 +266,28 @@ class LocalProvider(FineTuningProvider):
             raise ProviderError(f"Cannot read training file {path}: {exc}", code="file_unreadable") from exc
         os.replace(partial, target)
         return file_id
+
+    def find_files(self, *, name: str) -> list[FileInfo]:
+        path = self.file_path(file_id_for(name))
+        if not path.exists():
+            return []
+        return [FileInfo(id=file_id_for(name), name=name, created_at=int(path.stat().st_mtime))]
+
+    def delete_file(self, file_id: str) -> None:
+        self.file_path(file_id).unlink(missing_ok=True)
+
+    def find_jobs(self, *, run_id: str) -> list[JobInfo]:
+        """Read every stored job and keep the run's, oldest first (to the nanosecond)."""
+        found = []
+        for path in (self.root / "jobs").glob("*.json"):
+            try:
+                job = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue  # removed or replaced while listing
+            if job.get("metadata", {}).get("training_run_id") == run_id:
+                found.append(job)
+        found.sort(key=lambda job: (job.get("created_ns", 0), job["id"]))
+        return [job_info(job) for job in found]
 
     def create_job(
         self,
@@ -289,6 +319,7 @@ class LocalProvider(FineTuningProvider):
             "method": build_method(method, hyperparameters),
             "metadata": string_metadata(metadata),
             "created_at": now(),
+            "created_ns": time.time_ns(),
             "events": [],
             "checkpoints": [],
         }

@@ -1,8 +1,9 @@
 """The OpenAI fine-tuning provider, on the official ``openai`` client.
 
-Any OpenAI-compatible server works through ``OPENAI_BASE_URL``. The client itself retries rate
-limits, 5xx answers and timeouts (``OPENAI_MAX_RETRIES``, honouring ``retry-after`` headers);
-whatever still fails comes out of this module as one ``ProviderError`` with OpenAI's message.
+Any OpenAI-compatible server works through ``OPENAI_BASE_URL``. The client retries reads on rate
+limits, 5xx answers and timeouts (``OPENAI_MAX_RETRIES``); uploads and job creations are sent once,
+since a retried POST that OpenAI had carried out makes a second file or job. Whatever fails comes
+out of this module as one ``ProviderError`` with OpenAI's message.
 """
 
 import logging
@@ -21,6 +22,7 @@ from rest_framework import status
 
 from training.providers.base import (
     Checkpoint,
+    FileInfo,
     FineTuningProvider,
     JobEvent,
     JobInfo,
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 SHUTDOWN_CACHE_SECONDS = 3600
 EVENTS_PAGE_SIZE = 100
 CHECKPOINTS_PAGE_SIZE = 100
+JOBS_PAGE_SIZE = 100
 
 # Shutdown dates change a few times a year; one lookup per model per process per hour is plenty.
 # Keyed by base URL too, so two OpenAI-compatible servers never share an answer.
@@ -51,8 +54,8 @@ def clear_shutdown_cache() -> None:
 def openai_errors() -> Iterator[None]:
     """Turn every exception of the openai client into a ``ProviderError``.
 
-    Timeouts, lost connections, 408, 429 and 5xx answers are retryable: the client has already
-    retried them ``OPENAI_MAX_RETRIES`` times, but a later attempt (the next poll) may succeed.
+    Timeouts, lost connections, 408, 429 and 5xx answers are retryable: a later attempt (the next
+    poll, or the orchestrator's retry of an upload or creation) may succeed.
     """
     try:
         yield
@@ -135,11 +138,15 @@ class OpenAIProvider(FineTuningProvider):
                 )
         return self._client
 
-    def upload_training_file(self, path: str | Path) -> str:
-        """Upload a JSONL file with purpose "fine-tune" and return its file id.
+    @property
+    def creating_client(self) -> openai.OpenAI:
+        """The client for calls that create something: no retries of its own."""
+        return self.client.with_options(max_retries=0)
 
-        The bytes are read up front, not streamed from an open file: a retried upload must send
-        the same bytes again, and a half-read file handle would send a truncated dataset.
+    def upload_training_file(self, path: str | Path, *, name: str | None = None) -> str:
+        """Upload a JSONL file with purpose "fine-tune" (under ``name``) and return its file id.
+
+        The bytes are read up front, not streamed from an open file, so a retry sends the same bytes.
         """
         source = Path(path)
         try:
@@ -147,11 +154,39 @@ class OpenAIProvider(FineTuningProvider):
         except OSError as exc:
             raise ProviderError(f"Cannot read training file {source}: {exc}", code="file_unreadable") from exc
         with openai_errors():
-            uploaded = self.client.files.create(
-                file=(source.name, content, "application/jsonl"),
+            uploaded = self.creating_client.files.create(
+                file=(name or source.name, content, "application/jsonl"),
                 purpose="fine-tune",
             )
         return uploaded.id
+
+    def find_files(self, *, name: str) -> list[FileInfo]:
+        """The fine-tune files named ``name`` (OpenAI filters by purpose only), oldest first."""
+        with openai_errors():
+            found = [
+                FileInfo(id=item.id, name=item.filename, created_at=item.created_at)
+                for item in self.client.files.list(purpose="fine-tune")
+                if item.filename == name
+            ]
+        return sorted(found, key=lambda item: (item.created_at or 0, item.id))
+
+    def delete_file(self, file_id: str) -> None:
+        try:
+            with openai_errors():
+                self.client.files.delete(file_id)
+        except ProviderError as exc:
+            if exc.provider_status != 404:
+                raise
+
+    def find_jobs(self, *, run_id: str) -> list[JobInfo]:
+        """The jobs tagged with the run in their metadata, oldest first (checked here too)."""
+        with openai_errors():
+            jobs = [
+                job_info(job)
+                for job in self.client.fine_tuning.jobs.list(metadata={"training_run_id": run_id}, limit=JOBS_PAGE_SIZE)
+                if (job.metadata or {}).get("training_run_id") == run_id
+            ]
+        return sorted(jobs, key=lambda job: (job.created_at or 0, job.id))
 
     def create_job(
         self,
@@ -168,7 +203,7 @@ class OpenAIProvider(FineTuningProvider):
         self.ensure_method_supported(method)
         self.check_base_model(model)
         with openai_errors():
-            job = self.client.fine_tuning.jobs.create(
+            job = self.creating_client.fine_tuning.jobs.create(
                 model=model,
                 training_file=training_file,
                 validation_file=validation_file or openai.omit,

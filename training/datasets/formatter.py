@@ -1,0 +1,250 @@
+"""Fine-tuning examples from outcome labels: the messages of each SFT example and DPO pair, scrubbed.
+
+:class:`OutcomeDataFormatter` reads the rows of :mod:`training.datasets.queries` and
+:mod:`training.datasets.pairs`, builds the system, user and assistant messages of each, and hands
+them to :mod:`training.datasets.writer` (or returns them as a list, for small exports).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from outcomes.scrubbing import may_hold_personal_data, scrub
+from training.datasets.pairs import DpoRow, dpo_query
+from training.datasets.queries import POSITIVE, ExampleQuery, Selection, SftMetadata, SftRow, sft_query, stream_rows
+from training.datasets.writer import (
+    ExportResult,
+    JsonlWriter,
+    Line,
+    Progress,
+    WrittenDataset,
+    default_validation_path,
+)
+from training.tokens import Epochs
+from training.validation import Method
+
+SEGMENT_LABELS = ("Industry", "Role", "Company size", "Framework", "Tone", "Channel")
+# The attributes a DPO pair's prompt names at each backoff level, as positions in SEGMENT_LABELS.
+LEVEL_ATTRIBUTES: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3, 4, 5), (0, 1), (0,), ())
+# Characters that would split a value in the "Key=Value, Key=Value" user message.
+_SEPARATORS = str.maketrans({",": "/", ";": "/", "=": ":", "\n": " ", "\r": " "})
+
+
+# --- Messages ------------------------------------------------------------------------------------
+
+
+def scrubbed(first_name: str, last_name: str, company: str, *texts: str) -> Sequence[str]:
+    """The texts with the prospect's personal data replaced by placeholders.
+
+    ``scrub`` runs only when :func:`outcomes.scrubbing.may_hold_personal_data` says it could
+    change something; one test covers all the texts of a row, joined, so a clean row is cheap.
+    """
+    if not may_hold_personal_data("\n".join(texts), first_name, last_name, company):
+        return texts
+    return [scrub(text, first_name=first_name, last_name=last_name, company=company) for text in texts]
+
+
+@functools.lru_cache(maxsize=4096)
+def segment_request(values: tuple[str, ...], positions: tuple[int, ...] = LEVEL_ATTRIBUTES[0]) -> str:
+    """The user message built from segment attributes: "Write a message for: Industry=SaaS, Role=...".
+
+    Only the attributes at ``positions`` (indexes into :data:`SEGMENT_LABELS`) that have a value
+    are named; separators inside a value are replaced so the ``Key=Value, `` form stays parseable.
+    Segments repeat, so the answers are cached (a bounded cache: memory stays flat).
+    """
+    parts = []
+    for position in positions:
+        value = " ".join(values[position].translate(_SEPARATORS).split())
+        if value:
+            parts.append(f"{SEGMENT_LABELS[position]}={value}")
+    return "Write a message for: " + ", ".join(parts) if parts else "Write a message."
+
+
+def assistant_text(subject: str, body: str) -> str:
+    """The training target: "Subject: ...\\n\\n" + body, or the body alone when there is no subject."""
+    return f"Subject: {subject}\n\n{body}" if subject.strip() else body
+
+
+def uuid_text(value: Any) -> str:
+    """A label id as text with dashes, whether the driver gave a UUID (PostgreSQL) or hex (SQLite)."""
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+
+
+def metadata_of(metadata: SftMetadata) -> dict[str, Any]:
+    """The seed's ``metadata`` of an SFT example: outcome_id, quality_score and deal_value."""
+    deal_value = float(metadata.deal_value) if metadata.deal_value is not None else None
+    outcome_id = uuid_text(metadata.outcome_id)
+    return {"outcome_id": outcome_id, "quality_score": metadata.quality_score, "deal_value": deal_value}
+
+
+# --- The formatter -------------------------------------------------------------------------------
+
+
+class OutcomeDataFormatter:
+    """Turns outcome labels into fine-tuning examples (the seed's ``OutcomeDataFormatter``).
+
+    ``model`` is the base model the dataset is validated, counted and priced for (default
+    ``settings.TRAINING_BASE_MODEL``); ``system_prompt`` defaults to ``settings.TRAINING_SYSTEM_PROMPT``.
+    """
+
+    def __init__(self, *, model: str | None = None, system_prompt: str | None = None) -> None:
+        self.model = model or settings.TRAINING_BASE_MODEL
+        self.system = {"role": "system", "content": system_prompt or settings.TRAINING_SYSTEM_PROMPT}
+
+    def export_training_data(
+        self,
+        *,
+        organization_id: uuid.UUID | str | None = None,
+        min_quality_score: float = 0.6,
+        include_negative_examples: bool = True,
+        limit: int | None = 10000,
+        method: Method = "sft",
+        outcome_conditioned: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The examples as a list, best first; SFT examples carry the seed's ``metadata``.
+
+        ``organization_id=None`` means the global model (every organization). Meant for small
+        exports and inspection; :meth:`export_to_jsonl` streams any size in constant memory.
+        """
+        selection = Selection(organization_id, min_quality_score, include_negative_examples, outcome_conditioned, limit)
+        with transaction.atomic():
+            return [line[0] for line in self.lines(selection, method, include_metadata=True)]
+
+    def export_to_jsonl(
+        self,
+        output_path: str | Path,
+        *,
+        organization_id: uuid.UUID | str | None = None,
+        min_quality_score: float = 0.6,
+        include_negative_examples: bool = True,
+        limit: int | None = None,
+        method: Method = "sft",
+        outcome_conditioned: bool = False,
+        validation_percent: float = 0,
+        validation_path: str | Path | None = None,
+        include_metadata: bool = False,
+        n_epochs: Epochs = 3,
+        progress: Progress | None = None,
+    ) -> ExportResult:
+        """Stream the dataset to ``output_path``, validate it, count its tokens and price it.
+
+        With ``validation_percent`` the most recent examples go to ``validation_path`` (default
+        ``<name>.validation.jsonl`` beside the output). Raises :class:`training.validation.DatasetInvalid`
+        listing the errors by line when a file fails validation; nothing is left at the target then.
+        """
+        selection = Selection(organization_id, min_quality_score, include_negative_examples, outcome_conditioned, limit)
+        validation = Path(validation_path) if validation_path else None
+        written = self.write_jsonl(
+            Path(output_path),
+            selection,
+            method,
+            validation_percent=validation_percent,
+            validation_path=validation,
+            include_metadata=include_metadata,
+            progress=progress,
+        )
+        return written.finish(model=self.model, n_epochs=n_epochs, include_metadata=include_metadata)
+
+    def write_jsonl(
+        self,
+        path: Path,
+        selection: Selection,
+        method: Method,
+        *,
+        validation_percent: float = 0,
+        validation_path: Path | None = None,
+        include_metadata: bool = False,
+        progress: Progress | None = None,
+    ) -> WrittenDataset:
+        """Stream the examples into temporary files: the export's fast phase, before validation.
+
+        The returned :class:`WrittenDataset` is validated, priced and renamed into place by
+        :meth:`WrittenDataset.finish`, or thrown away by :meth:`WrittenDataset.discard`.
+        """
+        if not 0 <= validation_percent < 100:
+            raise ValueError(f"validation_percent must be at least 0 and below 100, not {validation_percent}.")
+        with transaction.atomic():
+            query = self.query(selection, method, include_metadata=include_metadata)
+            cutoff = query.cutoff(validation_percent) if validation_percent else None
+            training = JsonlWriter(path)
+            validation = JsonlWriter(validation_path or default_validation_path(path)) if cutoff else None
+            written = WrittenDataset(method, training, validation)
+            try:
+                lines = self.lines(selection, method, include_metadata=include_metadata, statement=query.stream(cutoff))
+                written.consume(lines, progress)
+            except BaseException:
+                written.discard()
+                raise
+        return written
+
+    @staticmethod
+    def query(selection: Selection, method: Method, *, include_metadata: bool = False) -> ExampleQuery:
+        if method == "sft":
+            return sft_query(selection, include_metadata=include_metadata)
+        if method == "dpo":
+            return dpo_query(selection)
+        raise ValueError(f"method must be 'sft' or 'dpo', not {method!r}.")
+
+    def lines(
+        self,
+        selection: Selection,
+        method: Method,
+        *,
+        include_metadata: bool = False,
+        statement: tuple[str, list[Any]] | None = None,
+    ) -> Iterator[Line]:
+        """Every example of the selection, best first, with its held-out and class flags.
+
+        Must run inside a transaction (see :func:`~training.datasets.queries.stream_rows`).
+        """
+        sql, params = statement or self.query(selection, method, include_metadata=include_metadata).stream(None)
+        if method == "dpo":
+            return (self.dpo_line(row) for row in stream_rows(sql, params, make=DpoRow._make))
+        if include_metadata:
+            return (self.sft_line(*row) for row in stream_rows(sql, params, make=SftMetadata.split))
+        return (self.sft_line(row) for row in stream_rows(sql, params, make=SftRow._make))
+
+    def sft_line(self, row: SftRow, metadata: SftMetadata | None = None) -> Line:
+        """One SFT example: the request (with the target outcome when conditioned), the scrubbed message."""
+        subject, text, prompt = scrubbed(
+            row.first_name, row.last_name, row.company, row.subject, row.target, row.prompt
+        )
+        request = prompt or segment_request(row.segment)
+        if row.outcome:
+            request = f"{request}\n\nTarget outcome: {row.outcome}"
+        example: dict[str, Any] = {
+            "messages": [
+                self.system,
+                {"role": "user", "content": request},
+                {"role": "assistant", "content": assistant_text(subject, text)},
+            ]
+        }
+        if metadata is not None:
+            example["metadata"] = metadata_of(metadata)
+        return example, row.held_out == 1, row.kind == POSITIVE, row.deal == 1
+
+    def dpo_line(self, row: DpoRow) -> Line:
+        """One DPO pair: the negative's message is the non-preferred output, the positive's the preferred."""
+        n_text = row.n_ideal_body or row.n_body
+        subject, text, prompt = scrubbed(
+            row.n_first_name, row.n_last_name, row.n_company, row.n_subject, n_text, row.n_prompt
+        )
+        # An exact segment match keeps the negative's own request; a coarser one names only the
+        # attributes both messages share, so the preferred message answers the prompt too.
+        exact = row.level == 0 and prompt
+        request = prompt if exact else segment_request(row.segment, LEVEL_ATTRIBUTES[row.level])
+        p_text = row.p_ideal_body or row.p_body
+        p_subject, p_text = scrubbed(row.p_first_name, row.p_last_name, row.p_company, row.p_subject, p_text)
+        example = {
+            "input": {"messages": [self.system, {"role": "user", "content": request}]},
+            "preferred_output": [{"role": "assistant", "content": assistant_text(p_subject, p_text)}],
+            "non_preferred_output": [{"role": "assistant", "content": assistant_text(subject, text)}],
+        }
+        return example, row.held_out == 1, True, row.p_deal == 1

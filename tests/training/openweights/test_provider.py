@@ -9,7 +9,7 @@ from django_q.models import Task
 
 from tests.training.openweights.examples import kto_lines, sft_lines, write_jsonl
 from training.providers import ProviderError, get_provider
-from training.providers.openweights import artifacts
+from training.providers.openweights import artifacts, runner
 
 pytestmark = pytest.mark.django_db
 
@@ -81,3 +81,22 @@ def test_an_unknown_job_or_adapter_is_a_404(openweights: Any, call: Any) -> None
     with pytest.raises(ProviderError) as raised:
         call(get_provider("openweights"))
     assert raised.value.status_code == 404
+
+
+def test_files_and_jobs_are_found_again_by_name_and_by_run(
+    openweights: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "job_enqueue", lambda job_id: None)
+    provider = get_provider("openweights")
+    path = write_jsonl(tmp_path / "sft.jsonl", sft_lines(2))
+    file_id = provider.upload_training_file(path, name="flywheel-run-train.jsonl")
+    assert [f.id for f in provider.find_files(name="flywheel-run-train.jsonl")] == [file_id]
+    assert provider.upload_training_file(path, name="flywheel-run-train.jsonl") == file_id
+    first, second = (
+        provider.create_job(training_file=file_id, model="m", metadata={"training_run_id": "run-1"}) for _ in range(2)
+    )
+    provider.create_job(training_file=file_id, model="m", metadata={"training_run_id": "run-2"})
+    assert [job.id for job in provider.find_jobs(run_id="run-1")] == [first, second]
+    provider.delete_file(file_id)
+    provider.delete_file(file_id)
+    assert provider.find_files(name="flywheel-run-train.jsonl") == []

@@ -21,7 +21,7 @@ from django.core.files.storage import Storage, storages
 from rest_framework import status
 
 from training.openweights.files import ADAPTER_FILES
-from training.providers.base import ProviderError
+from training.providers.base import FileInfo, ProviderError
 
 MANIFEST = "manifest.json"
 SEPARATOR = "--"
@@ -79,18 +79,43 @@ def replace(name: str, content: bytes) -> None:
     store.save(name, ContentFile(content))
 
 
-def dataset_store(path: str | Path) -> str:
-    """Keep a dataset file in storage and return its id (``file-<sha256>``)."""
+def dataset_name(file_id: str) -> str:
+    return f"{root()}/datasets/{file_id}.jsonl"
+
+
+def dataset_store(path: str | Path, name: str | None = None) -> str:
+    """Keep a dataset file in storage and return its id.
+
+    The id is ``file-`` and the sha256 of ``name`` when one is given (so ``dataset_find`` finds
+    it again), else of the content: either way a repeated upload lands on the same file.
+    """
     source = Path(path)
     try:
         content = source.read_bytes()
     except OSError as exc:
         raise ProviderError(f"Cannot read training file {source}: {exc}", code="file_unreadable") from exc
-    file_id = f"file-{hashlib.sha256(content).hexdigest()}"
-    name = f"{root()}/datasets/{file_id}.jsonl"
-    if not storage().exists(name):
-        storage().save(name, ContentFile(content))
+    digest = hashlib.sha256(name.encode() if name else content).hexdigest()
+    file_id = f"file-{digest}"
+    replace(dataset_name(file_id), content)
     return file_id
+
+
+def dataset_find(name: str) -> FileInfo | None:
+    """The dataset uploaded under ``name``, or None."""
+    file_id = f"file-{hashlib.sha256(name.encode()).hexdigest()}"
+    if not storage().exists(dataset_name(file_id)):
+        return None
+    try:
+        created: int | None = int(storage().get_created_time(dataset_name(file_id)).timestamp())
+    except NotImplementedError:
+        created = None
+    return FileInfo(id=file_id, name=name, created_at=created)
+
+
+def dataset_delete(file_id: str) -> None:
+    """Delete the dataset; one already gone is not an error."""
+    if re.fullmatch(r"file-[0-9a-f]{64}", file_id) and storage().exists(dataset_name(file_id)):
+        storage().delete(dataset_name(file_id))
 
 
 def dataset_fetch(file_id: str, target: Path) -> Path:
@@ -98,7 +123,7 @@ def dataset_fetch(file_id: str, target: Path) -> Path:
     if not re.fullmatch(r"file-[0-9a-f]{64}", file_id):
         raise ProviderError(f"{file_id!r} is not an open-weights file id.", code="file_not_found")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with storage().open(f"{root()}/datasets/{file_id}.jsonl", "rb") as source, target.open("wb") as sink:
+    with storage().open(dataset_name(file_id), "rb") as source, target.open("wb") as sink:
         shutil.copyfileobj(source, sink)
     return target
 

@@ -66,7 +66,8 @@ def job_create(request: dict[str, Any]) -> Job:
     job_id = f"owjob-{uuid.uuid4().hex}"
     directory = jobs_dir() / job_id
     directory.mkdir(parents=True)
-    write_json_atomic(directory / JOB, {**request, "id": job_id, "created_at": int(time.time())})
+    created = time.time_ns()
+    write_json_atomic(directory / JOB, {**request, "id": job_id, "created_at": created // 10**9, "created_ns": created})
     job = job_get(job_id)
     job.files.write_status("queued")
     return job
@@ -81,6 +82,16 @@ def job_get(job_id: str) -> Job:
             f"No open-weights job {job_id!r}.", code="job_not_found", status_code=status.HTTP_404_NOT_FOUND
         )
     return Job(id=job_id, directory=directory, request=request)
+
+
+def jobs_of_run(run_id: str) -> list[Job]:
+    """The jobs whose metadata names the training run ``run_id``, oldest first."""
+    found = []
+    for path in jobs_dir().glob(f"owjob-*/{JOB}"):
+        request = read_json(path)
+        if request.get("metadata", {}).get("training_run_id") == run_id:
+            found.append(Job(id=path.parent.name, directory=path.parent, request=request))
+    return sorted(found, key=lambda job: (job.request.get("created_ns", 0), job.id))
 
 
 def stale_reason(job: Job, state: dict[str, Any]) -> str | None:

@@ -17,6 +17,7 @@ from rest_framework import status
 from training.providers.base import (
     DEFAULT_HYPERPARAMETERS,
     Checkpoint,
+    FileInfo,
     FineTuningProvider,
     JobEvent,
     JobInfo,
@@ -93,8 +94,18 @@ class OpenWeightsProvider(FineTuningProvider):
     name = "openweights"
     supported_methods = frozenset({"sft", "dpo", "kto"})
 
-    def upload_training_file(self, path: str | Path) -> str:
-        return artifacts.dataset_store(path)
+    def upload_training_file(self, path: str | Path, *, name: str | None = None) -> str:
+        return artifacts.dataset_store(path, name)
+
+    def find_files(self, *, name: str) -> list[FileInfo]:
+        found = artifacts.dataset_find(name)
+        return [found] if found is not None else []
+
+    def delete_file(self, file_id: str) -> None:
+        artifacts.dataset_delete(file_id)
+
+    def find_jobs(self, *, run_id: str) -> list[JobInfo]:
+        return [jobs.job_info(job) for job in jobs.jobs_of_run(run_id)]
 
     def create_job(
         self,

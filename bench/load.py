@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.api_route import ensure_database, free_port, make_tenant, setup_django, start_server  # noqa: E402
+from bench.api_route import ensure_database, free_port, make_tenant, setup_django, start_server
 
 KINDS = (("route", 0.60), ("outcome", 0.25), ("events", 0.15))
 EVENT_TYPES = ("delivered", "opened", "replied", "meeting_booked")
@@ -59,8 +59,8 @@ def one_request(port: int, key: str, kind: str, state: dict[str, Any]) -> int:
         return send(port, "POST", "/api/outcomes", key, item)
     if not state["sent"]:
         return send(port, "GET", f"/api/route?lead=lead-{n}", key)
-    picks = [random.choice(state["sent"]) for _ in range(20)]  # noqa: S311 - load shape, not security
-    events = [{"external_id": external_id, "type": random.choice(EVENT_TYPES)} for external_id in picks]  # noqa: S311
+    picks = [random.choice(state["sent"]) for _ in range(20)]
+    events = [{"external_id": external_id, "type": random.choice(EVENT_TYPES)} for external_id in picks]
     return send(port, "POST", "/api/outcomes/events", key, events)
 
 
@@ -73,7 +73,7 @@ def client(port: int, key: str, model: str, seconds: float, seed: int, queue: An
     kinds, weights = zip(*KINDS, strict=True)
     stop = time.perf_counter() + seconds
     while (start := time.perf_counter()) < stop:
-        kind = random.choices(kinds, weights)[0]  # noqa: S311
+        kind = random.choices(kinds, weights)[0]
         try:
             status = one_request(port, key, kind, state)
         except OSError:

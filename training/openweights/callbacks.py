@@ -5,6 +5,7 @@ training loss and token accuracy over the epoch's steps and, when there is a val
 evaluation's loss and accuracy. Only the main process writes.
 """
 
+import time
 from statistics import fmean
 from typing import Any
 
@@ -28,6 +29,24 @@ class ProgressCallback(TrainerCallback):
         self.accuracies: list[float] = []
         self.valid: dict[str, float | None] = {}
         self.trained_tokens: int | None = None
+        self.loop_started: float | None = None
+        self.loop_ended: float | None = None
+
+    @property
+    def loop_seconds(self) -> float | None:
+        """Seconds from the first step's start to the last step's end (no setup, no teardown)."""
+        if self.loop_started is None or self.loop_ended is None:
+            return None
+        return self.loop_ended - self.loop_started
+
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self.loop_started is None:
+            self.loop_started = time.perf_counter()
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self.loop_ended = time.perf_counter()
 
     def on_log(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Any = None, **kwargs: Any

@@ -11,6 +11,7 @@ Run it under ``accelerate launch -m training.openweights.train`` for several GPU
 import argparse
 import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -127,11 +128,19 @@ def train(config: RunConfig, files: RunFiles) -> dict[str, Any]:
     callback = ProgressCallback(files)
     trainer, n_examples = build_trainer(config, files, callback)
     files.write_status("running", pid=os.getpid(), examples=n_examples)
+    started = time.perf_counter()
     result = trainer.train()
+    seconds = time.perf_counter() - started
     if is_main_process():
         trainer.save_model(str(files.adapter))
     tokens = callback.trained_tokens or int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0) or None
-    return {"trained_tokens": tokens, "train_loss": result.training_loss, "steps": trainer.state.global_step}
+    return {
+        "trained_tokens": tokens,
+        "train_loss": result.training_loss,
+        "steps": trainer.state.global_step,
+        "train_seconds": seconds,
+        "loop_seconds": callback.loop_seconds,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

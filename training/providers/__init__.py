@@ -24,7 +24,7 @@ from training.providers.base import (
 PROVIDERS = {
     "local": "training.providers.local.LocalProvider",
     "openai": "training.providers.openai.OpenAIProvider",
-    "openweights": "training.providers.openweights.OpenWeightsProvider",
+    "openweights": "training.providers.openweights.provider.OpenWeightsProvider",
 }
 
 __all__ = [

@@ -80,6 +80,8 @@ def launch(job: Job, config_path: Path) -> subprocess.Popen[bytes]:
     """Start the trainer in a new session (its own process group), logging to ``trainer.log``."""
     base = str(settings.BASE_DIR)
     environment = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    if Path(job.request["base_model"]).is_dir():
+        environment.setdefault("HF_HUB_OFFLINE", "1")  # a local base model: nothing to fetch from a hub
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [base, environment.get("PYTHONPATH", "")]))
     with (job.directory / LOG).open("ab") as log:
         process = subprocess.Popen(  # noqa: S603 - the command is this project's module and a configured launcher

@@ -28,6 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(tempfile.mkdtemp(prefix="flywheel-kill-"))
+RESUME_TARGET = 120.0
 HOLD_ANSWER = 600.0  # the create answer never comes back before the kill
 
 
@@ -110,7 +111,7 @@ def measure(fake: Any, run: Any, env: dict[str, str], bound: float) -> dict[str,
             cluster.wait()
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bound", type=float, default=300.0, help="seconds each wait may last")
     bound = parser.parse_args().bound
@@ -141,7 +142,12 @@ def main() -> None:
     for key, value in result.items():
         print(f"{key:32} {value}")
     print(f"logs in {WORK}")
+    resumed = result["training after kill (s)"]
+    met = resumed is not None and resumed <= RESUME_TARGET and result["jobs created"] == 1
+    met = met and result["files created"] == 1
+    print(f"target: the run goes on within {RESUME_TARGET:.0f} s, one job and one file: {'PASS' if met else 'FAIL'}")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -28,9 +28,9 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench.api_route import ensure_database, free_port, make_tenant, setup_django, start_server
+from api_route import ensure_database, free_port, make_tenant, setup_django, start_server
 
 KINDS = (("route", 0.60), ("outcome", 0.25), ("events", 0.15))
 EVENT_TYPES = ("delivered", "opened", "replied", "meeting_booked")
@@ -70,7 +70,9 @@ def client(port: int, key: str, model: str, seconds: float, seed: int, queue: An
     state: dict[str, Any] = {"n": 0, "sent": [], "seed": seed, "model": model}
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
-    kinds, weights = zip(*KINDS, strict=True)
+    refused: dict[str, int] = defaultdict(int)
+    kinds = [kind for kind, _ in KINDS]
+    weights = [weight for _, weight in KINDS]
     stop = time.perf_counter() + seconds
     while (start := time.perf_counter()) < stop:
         kind = random.choices(kinds, weights)[0]
@@ -80,7 +82,8 @@ def client(port: int, key: str, model: str, seconds: float, seed: int, queue: An
             status = 599
         latencies[kind].append(time.perf_counter() - start)
         errors[kind] += status >= 500
-    queue.put((dict(latencies), dict(errors)))
+        refused[kind] += 400 <= status < 500
+    queue.put((dict(latencies), dict(errors), dict(refused)))
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -88,20 +91,21 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
 
 
-def report(latencies: dict[str, list[float]], errors: dict[str, int], seconds: float) -> int:
-    print(f"{'kind':<8} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'5xx':>5}")
+def report(latencies: dict[str, list[float]], errors: dict[str, int], refused: dict[str, int], seconds: float) -> int:
+    print(f"{'kind':<8} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'4xx':>5} {'5xx':>5}")
     everything: list[float] = []
     for kind, _ in KINDS:
         values = latencies.get(kind, [])
         everything += values
         print(
             f"{kind:<8} {len(values):>9} {len(values) / seconds:>8.1f} {statistics.median(values or [0]) * 1e3:>8.1f} "
-            f"{percentile(values, 0.99) * 1e3:>8.1f} {errors.get(kind, 0):>5}"
+            f"{percentile(values, 0.99) * 1e3:>8.1f} {refused.get(kind, 0):>5} {errors.get(kind, 0):>5}"
         )
     failures = sum(errors.values())
     print(
         f"{'all':<8} {len(everything):>9} {len(everything) / seconds:>8.1f} "
-        f"{statistics.median(everything or [0]) * 1e3:>8.1f} {percentile(everything, 0.99) * 1e3:>8.1f} {failures:>5}"
+        f"{statistics.median(everything or [0]) * 1e3:>8.1f} {percentile(everything, 0.99) * 1e3:>8.1f} "
+        f"{sum(refused.values()):>5} {failures:>5}"
     )
     print(f"target: 0 server errors: {'PASS' if failures == 0 else 'FAIL'}")
     return 1 if failures else 0
@@ -137,12 +141,15 @@ def main() -> int:
         server.wait(timeout=30)
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
-    for client_latencies, client_errors in results:
+    refused: dict[str, int] = defaultdict(int)
+    for client_latencies, client_errors, client_refused in results:
         for kind, values in client_latencies.items():
             latencies[kind] += values
         for kind, count in client_errors.items():
             errors[kind] += count
-    return report(latencies, errors, options.seconds)
+        for kind, count in client_refused.items():
+            refused[kind] += count
+    return report(latencies, errors, refused, options.seconds)
 
 
 if __name__ == "__main__":

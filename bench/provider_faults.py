@@ -121,7 +121,7 @@ def one_run(name: str, fault: Callable[[Any], None] | None, crash: bool) -> dict
         fake.stop()
 
 
-def main() -> None:
+def main() -> int:
     setup_django()
     from django.conf import settings
     from django_q.conf import Conf
@@ -138,7 +138,10 @@ def main() -> None:
     print(f"{'fault':44} {'run':10} {'files':>5} {'jobs':>5} {'orphans running':>16}")
     for row in rows:
         print(f"{row['fault']:44} {row['run']:10} {row['files']:>5} {row['jobs']:>5} {row['orphans running']:>16}")
+    met = all(row["files"] == 1 and row["jobs"] == 1 and not row["orphans running"] for row in rows)
+    print(f"target: one file and one job per run, no orphan: {'PASS' if met else 'FAIL'}")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

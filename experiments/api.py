@@ -31,7 +31,7 @@ class ModelDeployApi(APIView):
     """
 
     permission_classes = [IsOps]
-    staff_permission = DEPLOY_PERMISSION
+    staff_permissions = {"POST": (DEPLOY_PERMISSION,)}
 
     @extend_schema_serializer(component_name="Deploy")
     class InputSerializer(serializers.Serializer):
@@ -70,7 +70,7 @@ class PromoteWinnerApi(APIView):
     """
 
     permission_classes = [IsOps]
-    staff_permission = DEPLOY_PERMISSION
+    staff_permissions = {"POST": (DEPLOY_PERMISSION,)}
 
     @extend_schema_serializer(component_name="PromoteWinner")
     class InputSerializer(OrganizationScopeSerializer):

@@ -1,15 +1,19 @@
 """API authentication, permissions, organization scoping and rate limits.
 
 A request is authenticated by an organization API key (``Authorization: Api-Key <key>``), which
-makes ``request.user`` a :class:`KeyPrincipal`, or by a staff session. Views scope every query
-to the principal's organization through :func:`organization_scope`.
+makes ``request.user`` a :class:`KeyPrincipal`, or by a staff session, which needs the Django
+permissions each view declares in ``staff_permissions``. Views scope every query to the
+principal's organization through :func:`organization_scope`. Refused keys are limited per address.
 """
 
 import hashlib
+import ipaddress
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest
@@ -18,7 +22,15 @@ from rest_framework import authentication, exceptions, permissions, serializers,
 from rest_framework.request import Request
 
 from flywheel.errors import ApplicationError, NotFound
-from flywheel.keycache import VerifiedKey, forget_key, key_row, remember_key, remembered_key
+from flywheel.keycache import (
+    VerifiedKey,
+    forget_key,
+    key_failure_record,
+    key_failures_wait,
+    key_row,
+    remember_key,
+    remembered_key,
+)
 from flywheel.models import Organization, OrganizationAPIKey
 
 KEYWORD = "Api-Key"
@@ -54,6 +66,31 @@ def key_from_header(request: HttpRequest) -> str | None:
     return key.strip() or None
 
 
+def client_address(request: HttpRequest) -> str:
+    """The client's address for per-address limits: ``REMOTE_ADDR``, or what the first trusted proxy saw.
+
+    With ``TRUSTED_PROXY_COUNT`` proxies in front, the address is the one that many places from
+    the end of ``X-Forwarded-For`` (earlier entries are the client's own claims). IPv6 addresses
+    count per /64, the block one client usually holds; anything unreadable counts as one address.
+    """
+    address = request.META.get("REMOTE_ADDR", "")
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if proxies <= 0 and address and ":" not in address:
+        return address  # the common case: IPv4 from the server's own socket, no parsing needed
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies > 0 and forwarded:
+        address = forwarded[-min(proxies, len(forwarded))]
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return f"{ipaddress.IPv6Address(int(ip) >> 64 << 64)}/64"
+    return str(ip)
+
+
 def _refused() -> exceptions.AuthenticationFailed:
     return exceptions.AuthenticationFailed("Invalid API key.")
 
@@ -65,9 +102,17 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         key = key_from_header(request._request)
         if key is None:
             return None
+        address = client_address(request._request)
+        wait = key_failures_wait(address=address)
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait, detail="Too many refused API keys from this address.")
         digest = hashlib.sha256(key.encode()).hexdigest()
         remembered = remembered_key(digest)
-        principal = self._verify(key, digest) if remembered is None else self._recheck(remembered, digest)
+        try:
+            principal = self._verify(key, digest) if remembered is None else self._recheck(remembered, digest)
+        except exceptions.AuthenticationFailed:
+            key_failure_record(address=address)
+            raise
         return principal, principal.key_id
 
     def _verify(self, key: str, digest: str) -> KeyPrincipal:
@@ -121,6 +166,11 @@ class APIKeySchema(OpenApiAuthenticationExtension):
 
 # --- Permissions ---------------------------------------------------------------------------------
 
+# What a staff session needs on a view, by HTTP method: every one of the Django permissions listed.
+# Every API view declares it (``staff_permissions = {"GET": ("registry.view_registeredmodel",)}``);
+# a method it does not name is closed to staff sessions.
+StaffPermissions = Mapping[str, tuple[str, ...]]
+
 
 def request_actor(request: Request) -> AbstractBaseUser | KeyPrincipal | None:
     """Who the audit trail names for this request: the key's principal or the staff user."""
@@ -136,15 +186,51 @@ def is_staff_user(user: Any) -> bool:
     )
 
 
+def staff_permission_sets(view: Any, method: str) -> list[tuple[str, ...]]:
+    """The permission sets, any one of which lets a staff session make a ``method`` request of ``view``.
+
+    HEAD is a GET; OPTIONS (the endpoint's description) is open to whoever may use any method.
+    """
+    declared: StaffPermissions = getattr(view, "staff_permissions", None) or {}
+    if method == "OPTIONS":
+        return list(declared.values())
+    needed = declared.get("GET" if method == "HEAD" else method)
+    return [] if needed is None else [needed]
+
+
+def check_staff_permissions(request: Request, view: Any) -> bool:
+    """Whether the staff user may make this request; 403 naming what is missing when not."""
+    user = request.user
+    if not is_staff_user(user):
+        return False
+    choices = staff_permission_sets(view, request.method or "")
+    if any(user.has_perms(needed) for needed in choices):
+        return True
+    if not choices:
+        raise exceptions.PermissionDenied(f"Staff sessions may not make {request.method} requests here.")
+    missing = ", ".join(name for name in choices[0] if not user.has_perm(name))
+    raise exceptions.PermissionDenied(f"A staff session needs the permission {missing} for this.")
+
+
 class IsOrganizationMember(permissions.BasePermission):
-    """An organization API key of any role, or an active staff user with a session."""
+    """An organization API key of any role, or a staff session holding the view's ``staff_permissions``.
+
+    Staff follow the Django permissions the admin asks for the same read or write; superusers
+    hold them all.
+    """
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return isinstance(request.user, KeyPrincipal) or is_staff_user(request.user)
+        user = request.user
+        if isinstance(user, KeyPrincipal):
+            return self.key_may(user)
+        return check_staff_permissions(request, view)
+
+    def key_may(self, principal: KeyPrincipal) -> bool:
+        return True
 
 
 class IsOps(IsOrganizationMember):
-    """An ``ops`` API key, or a staff user holding the view's ``staff_permission``.
+    """An ``ops`` API key, or a staff session holding the view's ``staff_permissions``.
 
     Ops keys may run training, deploy and promote within their organization; staff need the
     Django permission the admin asks for the same action (e.g. ``registry.deploy_model``).
@@ -152,12 +238,24 @@ class IsOps(IsOrganizationMember):
 
     message = "This needs an ops API key, or a staff user with the permission."
 
+    def key_may(self, principal: KeyPrincipal) -> bool:
+        return principal.is_ops
+
+
+class ApiDocsAccess(permissions.BasePermission):
+    """The OpenAPI schema and Swagger UI: open while ``API_DOCS_PUBLIC``, else an API key or a staff session."""
+
+    message = "The API documentation needs an API key or a staff session."
+
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
-        if isinstance(user, KeyPrincipal):
-            return user.is_ops
-        needed = getattr(view, "staff_permission", None)
-        return is_staff_user(user) and (needed is None or user.has_perm(needed))
+        if settings.API_DOCS_PUBLIC or isinstance(user, KeyPrincipal) or is_staff_user(user):
+            return True
+        if user is None:
+            raise exceptions.NotAuthenticated(
+                "The API documentation needs an API key or a staff session (log in at /admin/)."
+            )
+        return False
 
 
 class OrganizationScopeSerializer(serializers.Serializer):

@@ -1,16 +1,20 @@
-"""The per-process cache of verified API keys, and the one statement that rechecks a remembered key.
+"""The per-process cache of verified API keys, the statement that rechecks one, and refused keys per address.
 
 A key that verified is remembered for :data:`KEY_CACHE_SECONDS`, keyed by a SHA-256 of the full
 key (never the secret). A remembered key still reads its own row on every request
 (:func:`key_row`), so a revoked, expired, moved or re-roled key takes effect on the next request.
+Refused keys are counted per client address in Django's cache, in fixed windows.
 """
 
+import math
 import time
 import uuid
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
@@ -111,3 +115,43 @@ def key_row(db: BaseDatabaseWrapper, key_id: str, organization_param: Any) -> An
     with db.wrap_database_errors:
         raw.execute(KEY_ROW_SQL_POSTGRESQL, [key_id, organization_param])
         return raw.fetchone()
+
+
+# --- Refused keys per client address -------------------------------------------------------------
+
+
+def _failures_slot(now: float) -> tuple[int, int]:
+    """The current window's number and its length in seconds (``API_KEY_FAILURE_WINDOW``)."""
+    window = max(1, settings.API_KEY_FAILURE_WINDOW)
+    return int(now // window), window
+
+
+def _failures_key(address: str, slot: int) -> str:
+    return f"flywheel:key-failures:{address}:{slot}"
+
+
+def key_failures_wait(*, address: str) -> int | None:
+    """Seconds until ``address`` may present keys again; None while it is under the limit.
+
+    One cache read: the count of this window, compared with ``API_KEY_FAILURE_LIMIT`` (0: no limit).
+    """
+    limit = settings.API_KEY_FAILURE_LIMIT
+    if limit <= 0:
+        return None
+    now = time.time()
+    slot, window = _failures_slot(now)
+    if (cache.get(_failures_key(address, slot)) or 0) < limit:
+        return None
+    return max(1, math.ceil((slot + 1) * window - now))
+
+
+def key_failure_record(*, address: str) -> None:
+    """Count one refused key for ``address`` in the current window (an atomic add or increment)."""
+    slot, window = _failures_slot(time.time())
+    key = _failures_key(address, slot)
+    if cache.add(key, 1, timeout=window):
+        return
+    try:
+        cache.incr(key)
+    except ValueError:  # expired between the add and the increment
+        cache.set(key, 1, timeout=window)

@@ -77,6 +77,16 @@ AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_IPWARE_PROXY_COUNT: int = env.int("TRUSTED_PROXY_COUNT", default=0)
 
+# --- API keys and documentation ----------------------------------------------------------------
+# The client's address is what the first of this many trusted proxies saw (X-Forwarded-For).
+TRUSTED_PROXY_COUNT: int = env.int("TRUSTED_PROXY_COUNT", default=0)
+# After this many refused API keys from one address within a window, its key requests answer 429
+# until the window ends (counted in the default cache; 0 turns the limit off).
+API_KEY_FAILURE_LIMIT: int = env.int("API_KEY_FAILURE_LIMIT", default=20)
+API_KEY_FAILURE_WINDOW: int = env.int("API_KEY_FAILURE_WINDOW", default=300)
+# /api/schema/ and /api/docs/ are open to anyone, or need an API key or a staff session.
+API_DOCS_PUBLIC: bool = env.bool("API_DOCS_PUBLIC", default=DEBUG)
+
 ROOT_URLCONF = "flywheel.urls"
 WSGI_APPLICATION = "flywheel.wsgi.application"
 

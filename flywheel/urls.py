@@ -2,15 +2,16 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from flywheel.api_docs import SchemaView, SwaggerView
 
 handler404 = "flywheel.http_errors.not_found"
 handler500 = "flywheel.http_errors.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("outcomes.urls")),
     path("", include("registry.urls")),
     path("", include("experiments.urls")),

@@ -147,6 +147,7 @@ class BatchApi(APIView):
 class OutcomeUpsertApi(BatchApi):
     """``POST /api/outcomes``: create or update sent messages by ``external_id``."""
 
+    staff_permissions = {"POST": ("outcomes.add_outcomelabel", "outcomes.change_outcomelabel")}
     item_serializer = OutcomeItemSerializer
 
     @extend_schema(
@@ -167,6 +168,7 @@ class OutcomeUpsertApi(BatchApi):
 class OutcomeEventsApi(BatchApi):
     """``POST /api/outcomes/events``: funnel events; a retried batch changes nothing."""
 
+    staff_permissions = {"POST": ("outcomes.change_outcomelabel",)}
     item_serializer = EventItemSerializer
 
     @extend_schema(
@@ -200,6 +202,8 @@ class OutcomeEventsApi(BatchApi):
 
 class TrainingStatsApi(APIView):
     """``GET /training/stats``: the seed's counts over the pool a training run would export."""
+
+    staff_permissions = {"GET": ("outcomes.view_outcomelabel",)}
 
     class FilterSerializer(OrganizationScopeSerializer):
         min_quality_score = FiniteFloatField(required=False, default=0.6, min_value=0.0, max_value=1.0)

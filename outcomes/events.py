@@ -1,8 +1,10 @@
 """The set-based engine behind funnel events: a few statements per batch, whatever its size.
 
-Per event type in a batch, one conditional ``UPDATE ... RETURNING`` sets the stage's time where it
-is still empty (only the rows it returns move counters) and one moves a set time earlier; then one
-score update for the touched labels and the counters through ``model_counters_add``.
+The batch's labels are locked first, in id order, so that concurrent batches wait for each other
+instead of deadlocking. Then per event type one conditional ``UPDATE ... RETURNING`` sets the
+stage's time where it is still empty (only the rows it returns move counters) and one moves a set
+time earlier; then one score update for the touched labels and the counters through
+``model_counters_add``. Events a full counter cannot take are named by :class:`EventsRefused`.
 """
 
 import datetime
@@ -17,6 +19,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from outcomes.models import STAGES, OutcomeLabel
 from outcomes.scoring import quality_score_expression
 from registry.services import Counts, model_counters_add
+from registry.services.performance import CounterOverflow
 
 SQLITE_ROWS_PER_STATEMENT = 2000  # 4 parameters a row stays well under SQLite's 32,766 limit
 COUNTED = {"replied": "replies", "meeting_booked": "meetings_booked", "deal_closed": "deals_closed"}
@@ -61,15 +64,38 @@ class BatchOutcome:
     models_touched: set[uuid.UUID]
 
 
+class EventsRefused(Exception):
+    """Counted events a model's counters have no room for: ``refused`` holds their (external id, type).
+
+    Raised before any counter moved; the caller rolls the batch back and applies it without them.
+    The events that still fit, in the batch's order, are kept.
+    """
+
+    def __init__(self, refused: set[tuple[str, str]], overflow: CounterOverflow) -> None:
+        super().__init__(overflow.message)
+        self.refused = refused
+        self.overflow = overflow
+
+
+def lock_labels(organization_id: uuid.UUID, external_ids: set[str]) -> dict[str, str]:
+    """Lock the organization's labels of these external ids in id order; their ids by external id.
+
+    Every writer of labels takes its locks in this order before it updates them, so two batches
+    that share labels wait for each other rather than deadlock.
+    """
+    labels = OutcomeLabel.objects.filter(organization_id=organization_id, external_id__in=external_ids)
+    locked = labels.select_for_update(no_key=True).order_by("pk").values_list("external_id", "pk")
+    return {external_id: str(pk) for external_id, pk in locked}
+
+
 def apply_event_batch(
     connection: BaseDatabaseWrapper, *, organization_id: uuid.UUID, batch: EventBatch
 ) -> BatchOutcome:
     """Apply ``batch`` to one organization's labels; call inside a transaction."""
-    labels = OutcomeLabel.objects.filter(organization_id=organization_id, external_id__in=batch.external_ids)
-    found = {external_id: str(pk) for external_id, pk in labels.values_list("external_id", "pk")}
+    found = lock_labels(organization_id, batch.external_ids)
     changed: set[tuple[str, str]] = set()
     touched: set[str] = set()
-    counters: dict[uuid.UUID, Counts] = defaultdict(Counts)
+    counted: dict[uuid.UUID, dict[tuple[str, str], Counts]] = defaultdict(dict)
     for kind, rows in batch.by_kind.items():
         rows = {external_id: values for external_id, values in rows.items() if external_id in found}
         if not rows:
@@ -80,14 +106,36 @@ def apply_event_batch(
             changed.add((external_id, kind))
             touched.add(label_id)
             if model_id is not None and kind in COUNTED:
-                _count(counters[_as_uuid(model_id)], kind, deal_value)
+                _count(counted[_as_uuid(model_id)].setdefault((external_id, kind), Counts()), kind, deal_value)
         for label_id, external_id, *_ in _run(connection, _move_earlier_sql, kind, organization_id, rows):
             changed.add((external_id, kind))
             touched.add(label_id)
     if touched:
         OutcomeLabel.objects.filter(pk__in=list(touched)).update(quality_score=quality_score_expression())
-    model_counters_add(increments=counters)
-    return BatchOutcome(found=found, changed=changed, models_touched=set(counters))
+    _add_counters(batch, counted)
+    return BatchOutcome(found=found, changed=changed, models_touched=set(counted))
+
+
+def _add_counters(batch: EventBatch, counted: dict[uuid.UUID, dict[tuple[str, str], Counts]]) -> None:
+    """Move the models' counters: each model gains the sum of its counted events.
+
+    When a counter has no room for the sum, the events that still fit, in the batch's order, are
+    kept and the others refused (:class:`EventsRefused`).
+    """
+    increments: dict[uuid.UUID, Counts] = defaultdict(Counts)
+    for model_id, events in counted.items():
+        for counts in events.values():
+            increments[model_id].add(counts)
+    try:
+        model_counters_add(increments=increments)
+    except CounterOverflow as exc:
+        first = {event: index for index, event in sorted(batch.items.items(), reverse=True)}
+        refused: set[tuple[str, str]] = set()
+        for model_id, room in exc.room.items():
+            for event in sorted(counted[model_id], key=first.__getitem__):
+                if not room.take(counted[model_id][event]):
+                    refused.add(event)
+        raise EventsRefused(refused, exc) from exc
 
 
 def _count(counter: Counts, kind: str, deal_value: Any) -> None:

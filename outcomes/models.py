@@ -3,10 +3,19 @@
 import uuid
 from decimal import Decimal
 
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+# The longest texts an outcome may carry (the API refuses longer ones with a 400). Scrubbing is
+# linear in the text, so these bound the work one request can ask for. The other text fields are
+# columns of a fixed length.
+PROMPT_MAX_LENGTH = 20_000
+BODY_MAX_LENGTH = 20_000  # the body and a reviewer's ideal body
+REVIEWER_NOTE_MAX_LENGTH = 5_000
+# The largest deal one event may report; a model's total revenue has room for every deal it can close.
+MAX_DEAL_VALUE = Decimal(1_000_000_000)
 
 # The funnel stages an event can set, in funnel order, each with the timestamp column it sets.
 STAGES: dict[str, str] = {
@@ -59,9 +68,14 @@ class OutcomeLabel(models.Model):
     company = models.CharField(max_length=200, blank=True, default="")
 
     # Message
-    prompt = models.TextField(blank=True, default="", help_text="The request the agent used.")
+    prompt = models.TextField(
+        blank=True,
+        default="",
+        validators=[MaxLengthValidator(PROMPT_MAX_LENGTH)],
+        help_text="The request the agent used.",
+    )
     subject = models.CharField(max_length=500, blank=True, default="")
-    body = models.TextField()
+    body = models.TextField(validators=[MaxLengthValidator(BODY_MAX_LENGTH)])
 
     # Funnel
     sent_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -78,15 +92,22 @@ class OutcomeLabel(models.Model):
         null=True, blank=True, validators=[MinValueValidator(-1.0), MaxValueValidator(1.0)]
     )
     deal_value = models.DecimalField(
-        max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal(0))]
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(MAX_DEAL_VALUE)],
     )
     quality_score = models.FloatField(default=0.0, db_index=True, editable=False)
 
     # Curation
     excluded_from_training = models.BooleanField(default=False)
-    reviewer_note = models.TextField(blank=True, default="")
+    reviewer_note = models.TextField(blank=True, default="", validators=[MaxLengthValidator(REVIEWER_NOTE_MAX_LENGTH)])
     ideal_body = models.TextField(
-        blank=True, default="", help_text="A reviewer's text that replaces the body as training target."
+        blank=True,
+        default="",
+        validators=[MaxLengthValidator(BODY_MAX_LENGTH)],
+        help_text="A reviewer's text that replaces the body as training target.",
     )
 
     created_at = models.DateTimeField(auto_now_add=True)

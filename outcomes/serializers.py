@@ -15,11 +15,18 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from flywheel.fields import FiniteFloatField
-from outcomes.models import STAGES
+from outcomes.models import (
+    BODY_MAX_LENGTH,
+    MAX_DEAL_VALUE,
+    PROMPT_MAX_LENGTH,
+    REVIEWER_NOTE_MAX_LENGTH,
+    STAGES,
+)
 from outcomes.services import BulkResult, EventItem, ItemResult, OutcomeItem
 
 MAX_ITEMS = 1_000
-FUTURE_SLACK = datetime.timedelta(days=1)  # clocks of agents run a little ahead
+FUTURE_SLACK = datetime.timedelta(days=1)  # clocks of agents run a little ahead: sent_at and occurred_at
+AHEAD = "Cannot be in the future."
 
 ItemT = TypeVar("ItemT", OutcomeItem, EventItem)
 
@@ -89,22 +96,32 @@ class OutcomeItemSerializer(StrictSerializer):
     first_name = text(100)
     last_name = text(100)
     company = text(200)
-    prompt = text(help_text="The request the agent used.")
+    prompt = text(PROMPT_MAX_LENGTH, help_text="The request the agent used.")
     subject = text(500)
-    body = text(help_text="The message (required).")
-    sent_at = serializers.DateTimeField(required=False)
+    body = text(BODY_MAX_LENGTH, help_text="The message (required for a new outcome).")
+    sent_at = serializers.DateTimeField(required=False, help_text="Default: now; at most a day ahead.")
     excluded_from_training = serializers.BooleanField(required=False)
-    reviewer_note = text()
-    ideal_body = text(help_text="A reviewer's text that replaces the body as training target.")
+    reviewer_note = text(REVIEWER_NOTE_MAX_LENGTH)
+    ideal_body = text(BODY_MAX_LENGTH, help_text="A reviewer's text that replaces the body as training target.")
 
     @classmethod
     def check(cls, item: Any) -> OutcomeItem:
         values = cls.check_fields(item)
+        errors: dict[str, list[str]] = {}
         if values.get("body") == "":
             # Absent, a body keeps the stored one (or is missing on a new label: the service says
             # so); sent, it must say something.
-            raise serializers.ValidationError({"body": ["This field cannot be blank."]})
+            errors["body"] = ["This field cannot be blank."]
+        if _ahead(values.get("sent_at")):
+            errors["sent_at"] = [AHEAD]
+        if errors:
+            raise serializers.ValidationError(errors)
         return OutcomeItem(model_id=values.pop("model", None), **values)
+
+
+def _ahead(moment: datetime.datetime | None) -> bool:
+    """Whether ``moment`` is further ahead of now than an agent's clock may run: the one rule of every time."""
+    return moment is not None and moment > timezone.now() + FUTURE_SLACK
 
 
 class EventItemSerializer(StrictSerializer):
@@ -112,7 +129,9 @@ class EventItemSerializer(StrictSerializer):
 
     external_id = serializers.CharField(max_length=255)
     type = serializers.ChoiceField(choices=list(STAGES))
-    occurred_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Default: now.")
+    occurred_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Default: now; at most a day ahead."
+    )
     sentiment = FiniteFloatField(
         required=False, allow_null=True, min_value=-1.0, max_value=1.0, help_text="Only with a replied event."
     )
@@ -120,10 +139,11 @@ class EventItemSerializer(StrictSerializer):
         max_digits=14,
         decimal_places=2,
         min_value=0,
+        max_value=MAX_DEAL_VALUE,
         required=False,
         allow_null=True,
         coerce_to_string=False,
-        help_text="Only with a deal_closed event.",
+        help_text="Only with a deal_closed event; at most 1,000,000,000.",
     )
 
     @classmethod
@@ -145,8 +165,8 @@ class EventItemSerializer(StrictSerializer):
 def _event_rule_errors(event: EventItem) -> dict[str, list[str]]:
     """What a well-formed event may still get wrong: a time ahead of now, a figure of another stage."""
     errors: dict[str, list[str]] = {}
-    if event.occurred_at > timezone.now() + FUTURE_SLACK:
-        errors["occurred_at"] = ["Cannot be in the future."]
+    if _ahead(event.occurred_at):
+        errors["occurred_at"] = [AHEAD]
     if event.sentiment is not None and event.type != "replied":
         errors["sentiment"] = ["Only allowed with a replied event."]
     if event.deal_value is not None and event.type != "deal_closed":

@@ -3,6 +3,9 @@
 The services take items already checked at the edge (:mod:`outcomes.serializers`) and decide only
 what needs the database: the model an item names, whether its label exists, whether its model may
 change. Counters move through the registry's ``model_counters_add``, exactly once per label and stage.
+Concurrent batches are safe: labels are locked in id order, a transaction PostgreSQL aborts as a
+deadlock or serialization failure runs again (a few times), and an item a full counter cannot
+take is reported on its own while the rest of its batch is written.
 """
 
 import datetime
@@ -15,21 +18,25 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 
-from flywheel.errors import ApplicationError
+from flywheel.errors import ApplicationError, Conflict
 from flywheel.models import Organization
-from outcomes.events import EventBatch, apply_event_batch
+from outcomes.events import COUNTED, BatchOutcome, EventBatch, EventsRefused, apply_event_batch
 from outcomes.models import OutcomeLabel
+from outcomes.retry import ATTEMPTS, pause, transient
 from outcomes.scoring import quality_score_expression
 from outcomes.scrubbing import scrub
 from registry.models import RegisteredModel
 from registry.services import Counts, model_counters_add
+from registry.services.performance import CounterOverflow
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 10_000
+BUSY = "Too much concurrent activity on these outcomes; retry."
+FULL = "The performance counters of this label's model have no room for this event."
 
 # Fields an agent may set when it reports a message; the funnel moves only through events.
 UPSERT_FIELDS = (
@@ -122,6 +129,14 @@ class ItemInvalid(Exception):
         self.errors = errors
 
 
+class ItemsRefused(Exception):
+    """Items of a batch that cannot be written, with their errors by index; the others can."""
+
+    def __init__(self, errors: dict[int, dict[str, Any]]) -> None:
+        super().__init__(str(errors))
+        self.errors = errors
+
+
 # --- Outcome labels ---------------------------------------------------------------------------
 
 CleanedLabels = dict[str, tuple[int, OutcomeLabel, OutcomeItem]]
@@ -156,12 +171,36 @@ def _label_from(organization: Organization, item: OutcomeItem, model: Registered
     return label
 
 
-def _count_messages(labels: Iterable[OutcomeLabel]) -> None:
+def _reached(label: OutcomeLabel) -> Counts:
+    """What a label adds to the model it is attributed to: its message and every counted stage it reached."""
+    counts = Counts(messages_sent=1)
+    for stage, name in COUNTED.items():
+        setattr(counts, name, int(getattr(label, f"{stage}_at") is not None))
+    if label.deal_closed_at is not None and label.deal_value is not None:
+        counts.revenue = Decimal(label.deal_value)
+    return counts
+
+
+def _count_attributed(attributed: Iterable[tuple[int, OutcomeLabel]]) -> None:
+    """Add newly attributed labels to their models' counters.
+
+    When a counter has no room for them all, the labels that still fit, in the batch's order, are
+    kept and the others refused (:class:`ItemsRefused`).
+    """
     per_model: dict[Any, Counts] = defaultdict(Counts)
-    for label in labels:
-        if label.model_id:
-            per_model[label.model_id].messages_sent += 1
-    model_counters_add(increments=per_model)
+    added = [(index, label.model_id, _reached(label)) for index, label in attributed if label.model_id]
+    for _, model_id, reached in added:
+        per_model[model_id].add(reached)
+    try:
+        model_counters_add(increments=per_model)
+    except CounterOverflow as exc:
+        room = {str(model_id): counts for model_id, counts in exc.room.items()}
+        refused: dict[int, dict[str, Any]] = {}
+        for index, model_id, reached in sorted(added, key=lambda entry: entry[0]):
+            left = room.get(str(model_id))
+            if left is not None and not left.take(reached):
+                refused[index] = {"model": ["The model's performance counters have no room for this message."]}
+        raise ItemsRefused(refused) from exc
 
 
 def _update_existing(existing: OutcomeLabel, label: OutcomeLabel, item: OutcomeItem) -> bool:
@@ -205,31 +244,38 @@ def outcome_upsert_bulk(*, organization: Organization, items: Sequence[OutcomeIt
 
 
 def _write_labels(organization: Organization, cleaned: CleanedLabels, results: list[ItemResult]) -> None:
-    cleaned = {eid: entry for eid, entry in cleaned.items() if not results[entry[0]].errors}
-    for attempt in range(3):
+    """Write the labels in one transaction, run again after a collision or without the items refused."""
+    for attempt in range(ATTEMPTS):
+        pending = {eid: entry for eid, entry in cleaned.items() if not results[entry[0]].errors}
+        refused: dict[int, dict[str, Any]] = {}
         try:
             with transaction.atomic():
-                touched = _write_labels_once(organization, cleaned, results)
+                touched = _write_labels_once(organization, pending, results)
                 OutcomeLabel.objects.filter(pk__in=touched).update(quality_score=quality_score_expression())
             return
+        except ItemsRefused as exc:
+            refused = exc.errors
         except IntegrityError:
             # A concurrent writer inserted one of our new external ids first: read again and
             # update those rows instead of inserting them.
             logger.info("outcome upsert raced with another writer (attempt %s); retrying", attempt + 1)
-            for index, _, _ in cleaned.values():
-                results[index].created = results[index].changed = False
-    raise ApplicationError("Too much concurrent activity on these outcomes; retry.", code="conflict")
+        except OperationalError as exc:
+            if not transient(exc):
+                raise
+            pause(attempt)
+        for index, _, _ in pending.values():
+            results[index] = ItemResult(index=index, external_id=results[index].external_id, ok=False)
+        for index, errors in refused.items():
+            results[index].errors = errors
+    raise Conflict(BUSY)
 
 
 def _write_labels_once(organization: Organization, cleaned: CleanedLabels, results: list[ItemResult]) -> list[Any]:
-    existing = {
-        label.external_id: label
-        for label in OutcomeLabel.objects.select_for_update().filter(
-            organization=organization, external_id__in=list(cleaned)
-        )
-    }
+    """Update the labels that exist (locked in id order), insert the others (in external id order)."""
+    rows = OutcomeLabel.objects.select_for_update().filter(organization=organization, external_id__in=list(cleaned))
+    existing = {label.external_id: label for label in rows.order_by("pk")}
     new: list[OutcomeLabel] = []
-    attributed: list[OutcomeLabel] = []
+    attributed: list[tuple[int, OutcomeLabel]] = []
     touched: list[Any] = []
     for external_id, (index, label, item) in cleaned.items():
         result = results[index]
@@ -242,18 +288,18 @@ def _write_labels_once(organization: Organization, cleaned: CleanedLabels, resul
                 continue
             label = existing[external_id]
             if newly_attributed:
-                attributed.append(label)
+                attributed.append((index, label))
         elif not label.body:
             result.errors = {"body": ["This field is required for a new outcome."]}
             continue
         else:
             new.append(label)
-            attributed.append(label)
+            attributed.append((index, label))
             result.created = result.changed = True
         result.ok, result.id = True, str(label.pk)
         touched.append(label.pk)
-    OutcomeLabel.objects.bulk_create(new, batch_size=500)
-    _count_messages(attributed)
+    OutcomeLabel.objects.bulk_create(sorted(new, key=lambda label: label.external_id), batch_size=500)
+    _count_attributed(attributed)
     return touched
 
 
@@ -269,11 +315,16 @@ def outcome_upsert(*, organization: Organization, item: OutcomeItem) -> OutcomeL
 def outcome_curate(
     *, label: OutcomeLabel, excluded_from_training: bool, reviewer_note: str = "", ideal_body: str = ""
 ) -> OutcomeLabel:
-    """Record a reviewer's decision on a label: exclude it, or give it an ideal training text."""
+    """Record a reviewer's decision on a label: exclude it, or give it an ideal training text.
+
+    The texts' lengths are checked before the ideal body is scrubbed, as the API's edge does.
+    """
     label.excluded_from_training = excluded_from_training
     label.reviewer_note = reviewer_note
+    label.ideal_body = ideal_body
+    others = [field.name for field in OutcomeLabel._meta.fields if field.name not in CURATION_FIELDS]
+    label.full_clean(exclude=others, validate_unique=False, validate_constraints=False)
     label.ideal_body = scrub(ideal_body, first_name=label.first_name, last_name=label.last_name, company=label.company)
-    label.full_clean(validate_unique=False, validate_constraints=False)
     label.save(update_fields=["excluded_from_training", "reviewer_note", "ideal_body", "updated_at"])
     return label
 
@@ -290,19 +341,37 @@ def outcome_event_record_bulk(*, organization: Organization, events: Sequence[Ev
     """
     if len(events) > MAX_BATCH:
         raise ApplicationError(f"At most {MAX_BATCH} events per call.", code="too_many_items")
-    batch = EventBatch()
-    for index, event in enumerate(events):
-        batch.add(index, event.external_id, event.type, event.occurred_at, event.sentiment, event.deal_value)
-    with transaction.atomic():
-        outcome = apply_event_batch(connection, organization_id=organization.pk, batch=batch)
     results = [ItemResult(index=index, external_id=event.external_id, ok=False) for index, event in enumerate(events)]
-    _finish_results(results, batch, outcome.found, outcome.changed)
-    return BulkResult(results)
+    refused: set[tuple[str, str]] = set()
+    for attempt in range(ATTEMPTS):
+        batch = EventBatch()
+        for index, event in enumerate(events):
+            if (event.external_id, event.type) in refused:
+                results[index].errors = {"non_field_errors": [FULL]}
+                continue
+            batch.add(index, event.external_id, event.type, event.occurred_at, event.sentiment, event.deal_value)
+        try:
+            outcome = _apply_events(organization, batch)
+        except EventsRefused as exc:
+            refused |= exc.refused
+            continue
+        except OperationalError as exc:
+            if not transient(exc):
+                raise
+            pause(attempt)
+            continue
+        _finish_results(results, batch, outcome)
+        return BulkResult(results)
+    raise Conflict(BUSY)
 
 
-def _finish_results(
-    results: list[ItemResult], batch: EventBatch, found: dict[str, str], changed: set[tuple[str, str]]
-) -> None:
+def _apply_events(organization: Organization, batch: EventBatch) -> BatchOutcome:
+    with transaction.atomic():
+        return apply_event_batch(connection, organization_id=organization.pk, batch=batch)
+
+
+def _finish_results(results: list[ItemResult], batch: EventBatch, outcome: BatchOutcome) -> None:
+    found, changed = outcome.found, outcome.changed
     for index, (external_id, kind) in batch.items.items():
         result = results[index]
         if external_id not in found:

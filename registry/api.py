@@ -21,6 +21,7 @@ from registry.selectors import leaderboard, model_get, models_list
 from registry.serializers import LeaderboardEntrySerializer, RegisteredModelSerializer
 
 DEPLOY_PERMISSION = "registry.deploy_model"
+VIEW_PERMISSION = "registry.view_registeredmodel"
 
 
 class RouteApi(APIView):
@@ -30,6 +31,8 @@ class RouteApi(APIView):
     table is cached per process and its freshness rides on the authentication query, so routing
     adds no query of its own.
     """
+
+    staff_permissions = {"GET": (VIEW_PERMISSION,)}
 
     class FilterSerializer(OrganizationScopeSerializer):
         lead = serializers.CharField(
@@ -80,6 +83,8 @@ def query_value(serializer_class: type[serializers.Serializer], request: Request
 class ModelListApi(APIView):
     """``GET /training/models``: the organization's models and the global ones, newest first."""
 
+    staff_permissions = {"GET": (VIEW_PERMISSION,)}
+
     class FilterSerializer(OrganizationScopeSerializer):
         status = serializers.ChoiceField(choices=RegisteredModel.Status.choices, required=False)
 
@@ -106,6 +111,8 @@ class ModelListApi(APIView):
 
 class LeaderboardApi(APIView):
     """``GET /training/leaderboard``: a pool's models with enough messages, best close rate first."""
+
+    staff_permissions = {"GET": (VIEW_PERMISSION,)}
 
     class FilterSerializer(OrganizationScopeSerializer):
         min_samples = serializers.IntegerField(

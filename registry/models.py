@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Cast
 
+REVENUE_MAX_DIGITS = 21  # total_revenue: up to 10**19 - 0.01
+
 
 def pool_key(organization_id: uuid.UUID | str | None) -> str:
     """The traffic pool a row belongs to: an organization's id, or ``global``."""
@@ -79,7 +81,9 @@ class RegisteredModel(models.Model):
     total_replies = models.PositiveIntegerField(default=0)
     total_meetings_booked = models.PositiveIntegerField(default=0)
     total_deals_closed = models.PositiveIntegerField(default=0)
-    total_revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    # Room for every deal a model can close: at most 2**31 - 1 of them (the counters' integer
+    # columns), each at most outcomes' MAX_DEAL_VALUE (10**9), stays below 10**19.
+    total_revenue = models.DecimalField(max_digits=REVENUE_MAX_DIGITS, decimal_places=2, default=0)
     reply_rate = models.GeneratedField(
         expression=rate("total_replies"), output_field=models.FloatField(), db_persist=True
     )
@@ -263,7 +267,7 @@ class LeaderboardEntry(models.Model):
     total_replies = models.PositiveIntegerField()
     total_meetings_booked = models.PositiveIntegerField()
     total_deals_closed = models.PositiveIntegerField()
-    total_revenue = models.DecimalField(max_digits=16, decimal_places=2)
+    total_revenue = models.DecimalField(max_digits=REVENUE_MAX_DIGITS, decimal_places=2)
     reply_rate = models.FloatField()
     meeting_rate = models.FloatField()
     close_rate = models.FloatField()

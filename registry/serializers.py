@@ -12,7 +12,7 @@ class RegisteredModelSerializer(serializers.ModelSerializer[RegisteredModel]):
     """A model of the registry: the seed's ``model_registry`` columns, lineage and audit times."""
 
     organization_id = serializers.UUIDField(read_only=True, allow_null=True, help_text="Empty for a global model.")
-    total_revenue = serializers.DecimalField(max_digits=16, decimal_places=2, coerce_to_string=False, read_only=True)
+    total_revenue = serializers.DecimalField(max_digits=21, decimal_places=2, coerce_to_string=False, read_only=True)
     ab_test_group = serializers.CharField(read_only=True, help_text=AB_TEST_GROUP_HELP)
     reply_rate = serializers.FloatField(read_only=True)
     meeting_rate = serializers.FloatField(read_only=True)
@@ -59,7 +59,7 @@ class LeaderboardEntrySerializer(serializers.ModelSerializer[LeaderboardEntry]):
     """A row of the ``model_leaderboard`` view: the seed's fields, every counter and all three ranks."""
 
     organization_id = serializers.UUIDField(read_only=True, allow_null=True)
-    total_revenue = serializers.DecimalField(max_digits=16, decimal_places=2, coerce_to_string=False, read_only=True)
+    total_revenue = serializers.DecimalField(max_digits=21, decimal_places=2, coerce_to_string=False, read_only=True)
     ab_test_group = serializers.CharField(read_only=True, help_text=AB_TEST_GROUP_HELP)
 
     class Meta:

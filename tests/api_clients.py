@@ -9,6 +9,17 @@ from rest_framework.test import APIClient
 from flywheel.models import Organization, OrganizationAPIKey
 from tests.factories import OrganizationFactory, UserFactory, make_api_key
 
+# Every permission an API endpoint asks of a staff session: what the suite's ML ops staff hold.
+ML_OPS_PERMISSIONS = (
+    "registry.view_registeredmodel",
+    "registry.deploy_model",
+    "training.view_trainingrun",
+    "training.run_training",
+    "outcomes.view_outcomelabel",
+    "outcomes.add_outcomelabel",
+    "outcomes.change_outcomelabel",
+)
+
 
 @dataclass
 class Tenant:

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from flywheel.keycache import forget_verified_keys
 from registry import routing
-from tests.api_clients import Tenant, make_tenant, staff_client
+from tests.api_clients import ML_OPS_PERMISSIONS, Tenant, make_tenant, staff_client
 
 
 @pytest.fixture(autouse=True)
@@ -48,5 +48,6 @@ def other() -> Tenant:
 
 @pytest.fixture
 def staff() -> APIClient:
-    """ML ops staff: may deploy models and run training, in any organization or the global pool."""
-    return staff_client("registry.deploy_model", "training.run_training")
+    """ML ops staff, in any organization or the global pool: read and deploy models, read and run training,
+    read and report outcomes (the permissions the admin asks for the same)."""
+    return staff_client(*ML_OPS_PERMISSIONS)

@@ -38,7 +38,7 @@ class TrainingRunStartApi(APIView):
     """
 
     permission_classes = [IsOps]
-    staff_permission = RUN_PERMISSION
+    staff_permissions = {"POST": (RUN_PERMISSION,)}
 
     @extend_schema_serializer(component_name="TrainingRunStart")
     class InputSerializer(OrganizationScopeSerializer):
@@ -94,7 +94,7 @@ class TrainingRunDetailApi(APIView):
     """
 
     permission_classes = [IsOps]
-    staff_permission = VIEW_PERMISSION
+    staff_permissions = {"GET": (VIEW_PERMISSION,)}
 
     @extend_schema(
         operation_id="training_run_get",
@@ -121,7 +121,7 @@ class TrainingJobStatusApi(APIView):
     """
 
     permission_classes = [IsOps]
-    staff_permission = VIEW_PERMISSION
+    staff_permissions = {"GET": (VIEW_PERMISSION,)}
 
     @extend_schema(
         operation_id="training_job_status",

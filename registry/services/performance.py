@@ -1,7 +1,8 @@
 """Performance counters and the pool's baseline comparisons.
 
 Counter updates are not audited: they are numbers, not decisions, and arrive on the hot path of
-outcome ingestion. The ``*_vs_baseline`` columns are refreshed in the same transaction.
+outcome ingestion. The ``*_vs_baseline`` columns are refreshed in the same transaction. A sum that
+would pass a counter's column is refused with :class:`CounterOverflow` before anything is written.
 """
 
 import uuid
@@ -11,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import connection, transaction
+from django.db import models as db_models
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -29,6 +31,16 @@ def _revenue(value: Decimal | float | int | str) -> Decimal:
     return revenue
 
 
+# Each field of :class:`Counts` adds to one column of ``model_registry``.
+COUNTER_COLUMNS = {
+    "messages_sent": "total_messages_sent",
+    "replies": "total_replies",
+    "meetings_booked": "total_meetings_booked",
+    "deals_closed": "total_deals_closed",
+    "revenue": "total_revenue",
+}
+
+
 @dataclass
 class Counts:
     """What to add to one model's performance counters."""
@@ -38,6 +50,69 @@ class Counts:
     meetings_booked: int = 0
     deals_closed: int = 0
     revenue: Decimal = Decimal(0)
+
+    def add(self, other: "Counts") -> None:
+        """Add ``other`` to these counts."""
+        for name in COUNTER_COLUMNS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def take(self, other: "Counts") -> bool:
+        """Take ``other`` out of these counts (room left on counters) if all of it fits; whether it did."""
+        if any(getattr(other, name) > getattr(self, name) for name in COUNTER_COLUMNS):
+            return False
+        for name in COUNTER_COLUMNS:
+            setattr(self, name, getattr(self, name) - getattr(other, name))
+        return True
+
+
+class CounterOverflow(ApplicationError):
+    """An increment that would take a counter past what its column holds; nothing was written.
+
+    ``counters`` names, per model, the :class:`Counts` fields that cannot take their increment;
+    ``room`` is what each of those models can still take (see :meth:`Counts.take`).
+    """
+
+    code = "counter_overflow"
+
+    def __init__(self, counters: dict[uuid.UUID, set[str]], room: dict[uuid.UUID, Counts]) -> None:
+        details = {str(pk): sorted(COUNTER_COLUMNS[name] for name in names) for pk, names in counters.items()}
+        super().__init__("A model's performance counter is at its maximum.", details=details)
+        self.counters = counters
+        self.room = room
+
+
+def counter_ceiling(column: str) -> Decimal | int:
+    """The largest value the counter ``column`` of ``model_registry`` holds."""
+    field = RegisteredModel._meta.get_field(column)
+    assert isinstance(field, db_models.Field)
+    if isinstance(field, db_models.DecimalField):
+        assert field.max_digits is not None and field.decimal_places is not None
+        return Decimal(10) ** (field.max_digits - field.decimal_places) - Decimal(10) ** -field.decimal_places
+    return connection.ops.integer_field_range(field.get_internal_type())[1]
+
+
+def _check_ceilings(current: Mapping[str, Mapping[str, Any]], increments: Mapping[uuid.UUID, Counts]) -> None:
+    """Raise :class:`CounterOverflow` when a locked row's counter plus its increment passes the column."""
+    over: dict[uuid.UUID, set[str]] = {}
+    room: dict[uuid.UUID, Counts] = {}
+    for model_id, counts in increments.items():
+        row = current.get(str(model_id))
+        if row is None:
+            continue
+        left: dict[str, Any] = {
+            name: max(counter_ceiling(column) - row[column], 0) for name, column in COUNTER_COLUMNS.items()
+        }
+        names = {name for name in COUNTER_COLUMNS if getattr(counts, name) > left[name]}
+        if names:
+            over[model_id], room[model_id] = names, Counts(**left)
+    if over:
+        raise CounterOverflow(over, room)
+
+
+def _locked_counters(ids: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
+    """Lock the models' rows in id order; their pool and current counters, by id as text."""
+    locked = RegisteredModel.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("id")
+    return {str(row["id"]): row for row in locked.values("id", "organization_id", *COUNTER_COLUMNS.values())}
 
 
 def _increment(models: QuerySet[RegisteredModel], counts: Counts) -> int:
@@ -57,16 +132,17 @@ def model_counters_add(*, increments: Mapping[uuid.UUID, Counts]) -> None:
 
     The callers count each outcome once (their conditional writes say what changed); this is the
     only place the counters move. Rows are locked in id order, so concurrent batches that touch
-    the same models cannot deadlock on them.
+    the same models cannot deadlock on them; a sum that would pass a column raises
+    :class:`CounterOverflow` before any counter moves.
     """
     ids = sorted(increments, key=str)
     if not ids:
         return
-    locked = RegisteredModel.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("id")
-    pools = set(locked.values_list("organization_id", flat=True))
+    current = _locked_counters(ids)
+    _check_ceilings(current, increments)
     for model_id in ids:
         _increment(RegisteredModel.objects.filter(pk=model_id), increments[model_id])
-    for organization_id in sorted(pools, key=str):
+    for organization_id in sorted({row["organization_id"] for row in current.values()}, key=str):
         baseline_refresh(organization_id=organization_id)
 
 
@@ -82,8 +158,8 @@ def model_performance_update(
 ) -> RegisteredModel:
     """Add performance deltas to a model's counters atomically (the seed's ``update_model_performance``).
 
-    Deltas cannot be negative, and no counter may end up above the messages sent; both are
-    refused with an :class:`ApplicationError` before the database would refuse them. The rates
+    Deltas cannot be negative, no counter may end up above the messages sent nor past its column;
+    all are refused with an :class:`ApplicationError` before the database would refuse them. The rates
     follow from the counters; the pool's baseline comparisons are refreshed.
     """
     deltas = {"messages_sent": messages_sent, "replies": replies, "meetings_booked": meetings_booked}
@@ -93,6 +169,7 @@ def model_performance_update(
         raise ApplicationError(f"Performance deltas cannot be negative: {', '.join(negative)}.")
     amount = _revenue(revenue)
     counts = Counts(messages_sent, replies, meetings_booked, deals_closed, amount)
+    _check_ceilings(_locked_counters([model.pk]), {model.pk: counts})
     # The guard and the increment are one statement, so concurrent updates cannot both pass it.
     guarded = (
         RegisteredModel.objects.filter(pk=model.pk)

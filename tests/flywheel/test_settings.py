@@ -43,3 +43,12 @@ def test_the_documented_redis_broker_and_cache_load_their_client_library() -> No
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["Redis", "RedisCache"]
+
+
+def test_the_api_documentation_is_public_in_development_and_closed_in_production() -> None:
+    script = "from django.conf import settings; print(settings.API_DOCS_PUBLIC)"
+    production = {"DEBUG": "false", "SECRET_KEY": "x" * 60, "ALLOWED_HOSTS": "flywheel.example.com"}
+    assert manage("shell", "-v", "0", "-c", script, DEBUG="true").stdout.split() == ["True"]
+    assert manage("shell", "-v", "0", "-c", script, **production).stdout.split() == ["False"]
+    opened = manage("shell", "-v", "0", "-c", script, **production, API_DOCS_PUBLIC="true")
+    assert opened.stdout.split() == ["True"]

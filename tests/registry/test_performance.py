@@ -3,11 +3,13 @@
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
 
 from flywheel.errors import ApplicationError, Conflict
 from flywheel.models import Organization
 from registry.models import RegisteredModel
-from registry.services import baseline_refresh, model_performance_update, model_set_baseline
+from registry.services import Counts, baseline_refresh, model_counters_add, model_performance_update, model_set_baseline
+from registry.services.performance import CounterOverflow, counter_ceiling
 from tests.registry.factories import OrganizationFactory, RegisteredModelFactory
 
 pytestmark = pytest.mark.django_db
@@ -150,3 +152,50 @@ def test_each_pool_has_its_own_baseline() -> None:
     model_set_baseline(model=with_counters(None, 10, 1, 0, 0))
 
     assert RegisteredModel.objects.filter(is_baseline=True).count() == 3
+
+
+# --- The counters' ceilings --------------------------------------------------------------------
+
+# A million below the revenue column's ceiling (round enough for SQLite's floating point decimals).
+NEARLY_FULL = Decimal(counter_ceiling("total_revenue")).quantize(Decimal(1)) + 1 - 10**6
+
+
+def test_revenue_grows_past_the_hundred_thousand_billions_a_smaller_column_held() -> None:
+    model = RegisteredModelFactory.create()
+
+    for _ in range(3):
+        model_performance_update(model=model, messages_sent=1, deals_closed=1, revenue=Decimal(9 * 10**13))
+
+    assert model.total_revenue == Decimal(27 * 10**13)
+
+
+def test_an_increment_past_a_counters_column_is_refused_before_anything_moves() -> None:
+    model = RegisteredModelFactory.create()
+    RegisteredModel.objects.filter(pk=model.pk).update(total_messages_sent=5, total_revenue=NEARLY_FULL)
+
+    with pytest.raises(CounterOverflow) as refused:
+        model_performance_update(model=model, messages_sent=1, deals_closed=1, revenue=10**9)
+
+    assert refused.value.details == {str(model.pk): ["total_revenue"]}
+    assert isinstance(refused.value, ApplicationError) and refused.value.status_code == 400
+    model.refresh_from_db()
+    assert (model.total_messages_sent, model.total_deals_closed) == (5, 0)
+    model_performance_update(model=model, messages_sent=1, deals_closed=1, revenue=10)  # what fits still counts
+    assert model.total_deals_closed == 1
+
+
+def test_a_refused_batch_of_increments_tells_what_each_full_model_can_still_take() -> None:
+    full, other = RegisteredModelFactory.create(), RegisteredModelFactory.create()
+    RegisteredModel.objects.filter(pk=full.pk).update(total_messages_sent=5, total_revenue=NEARLY_FULL)
+
+    with pytest.raises(CounterOverflow) as refused, transaction.atomic():
+        model_counters_add(
+            increments={full.pk: Counts(deals_closed=2, revenue=Decimal(2 * 10**9)), other.pk: Counts(messages_sent=1)}
+        )
+
+    assert refused.value.counters == {full.pk: {"revenue"}}
+    room = refused.value.room[full.pk]
+    assert room.take(Counts(deals_closed=1, revenue=Decimal(900_000))) is True
+    assert room.take(Counts(deals_closed=1, revenue=Decimal(900_000))) is False
+    other.refresh_from_db()
+    assert other.total_messages_sent == 0

@@ -1,4 +1,8 @@
-"""Seed a demo organization with realistic synthetic outcome labels attributed to two models."""
+"""Seed a demo organization with realistic synthetic outcome labels attributed to two models.
+
+Labels are written a batch at a time (their events after them), so any number fits the services'
+batch limit; the random draws do not depend on the batch size, so a seed always gives the same data.
+"""
 
 import datetime
 import random
@@ -52,6 +56,8 @@ CALLS_TO_ACTION = [
     "Would it help if I sent a two-minute video first?",
     "Should I share how a peer in {industry} rolled it out?",
 ]
+# Labels per write: a label has at most 8 events, so a batch's events stay under the services' limit.
+LABELS_PER_BATCH = 1_000
 # Per-message probabilities of reaching each stage; the fine-tuned model does a little better.
 FUNNEL = {
     "base": {
@@ -90,15 +96,18 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo organization created; its ops API key (shown once): {secret}")
         models = self._models(organization)
         now = timezone.now()
-        items: list[OutcomeItem] = []
-        events: list[EventItem] = []
-        for n in range(options["labels"]):
-            model = models["tuned"] if n % 3 == 0 else models["base"]
-            item, item_events = _synthetic_label(rng, n, model, now)
-            items.append(item)
-            events.extend(item_events)
-        created = sum(r.created for r in outcome_upsert_bulk(organization=organization, items=items).results)
-        changed = sum(r.changed for r in outcome_event_record_bulk(organization=organization, events=events).results)
+        created = changed = 0
+        for start in range(0, options["labels"], LABELS_PER_BATCH):
+            items: list[OutcomeItem] = []
+            events: list[EventItem] = []
+            for n in range(start, min(start + LABELS_PER_BATCH, options["labels"])):
+                model = models["tuned"] if n % 3 == 0 else models["base"]
+                item, item_events = _synthetic_label(rng, n, model, now)
+                items.append(item)
+                events.extend(item_events)
+            created += sum(r.created for r in outcome_upsert_bulk(organization=organization, items=items).results)
+            recorded = outcome_event_record_bulk(organization=organization, events=events)
+            changed += sum(r.changed for r in recorded.results)
         self.stdout.write(f"{created} outcome label(s) created, {changed} event(s) recorded.")
 
     def _models(self, organization: Organization) -> dict[str, RegisteredModel]:

@@ -7,10 +7,10 @@ PORT ?= 8000
 
 .PHONY: install demo test lint typecheck check
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-train.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q -r requirements.txt -r requirements-train.txt
 	touch $@
 
 install: $(VENV)/.installed

@@ -280,3 +280,31 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Open-weights fine-tuning (FINE_TUNING_PROVIDER=openweights) ------------------------------
+# The base model: a local directory in Hugging Face format (or a hub id where a hub is reachable).
+OPENWEIGHTS_BASE_MODEL: str = env.str("OPENWEIGHTS_BASE_MODEL", default="")
+OPENWEIGHTS_BASE_MODEL_NAME: str = env.str("OPENWEIGHTS_BASE_MODEL_NAME", default="")  # blank: the directory's name
+# The django-q2 cluster that trains (an ALT_CLUSTERS name served by GPU workers); blank: the normal one.
+OPENWEIGHTS_Q_CLUSTER: str = env.str("OPENWEIGHTS_Q_CLUSTER", default="")
+# How the trainer module is started, e.g. "accelerate launch --num_processes 8"; blank: this Python.
+OPENWEIGHTS_LAUNCHER: str = env.str("OPENWEIGHTS_LAUNCHER", default="")
+# Job directories (a shared mount when GPU workers and pollers run on different machines).
+OPENWEIGHTS_JOBS_DIR: str = env.str("OPENWEIGHTS_JOBS_DIR", default="")  # blank: MEDIA_ROOT/openweights/jobs
+OPENWEIGHTS_STORAGE: str = env.str("OPENWEIGHTS_STORAGE", default="default")  # a STORAGES alias
+OPENWEIGHTS_ARTIFACTS_ROOT: str = env.str("OPENWEIGHTS_ARTIFACTS_ROOT", default="openweights")
+OPENWEIGHTS_CACHE_DIR: str = env.str("OPENWEIGHTS_CACHE_DIR", default="")  # blank: MEDIA_ROOT/openweights/cache
+OPENWEIGHTS_HEARTBEAT_SECONDS: float = env.float("OPENWEIGHTS_HEARTBEAT_SECONDS", default=10.0)
+OPENWEIGHTS_HEARTBEAT_TIMEOUT: float = env.float("OPENWEIGHTS_HEARTBEAT_TIMEOUT", default=300.0)
+OPENWEIGHTS_CANCEL_GRACE: float = env.float("OPENWEIGHTS_CANCEL_GRACE", default=5.0)
+OPENWEIGHTS_LORA_RANK: int = env.int("OPENWEIGHTS_LORA_RANK", default=16)
+OPENWEIGHTS_LORA_ALPHA: int = env.int("OPENWEIGHTS_LORA_ALPHA", default=32)
+OPENWEIGHTS_LORA_DROPOUT: float = env.float("OPENWEIGHTS_LORA_DROPOUT", default=0.05)
+OPENWEIGHTS_LORA_TARGET_MODULES: str = env.str("OPENWEIGHTS_LORA_TARGET_MODULES", default="all-linear")
+OPENWEIGHTS_MAX_LENGTH: int = env.int("OPENWEIGHTS_MAX_LENGTH", default=1024)
+OPENWEIGHTS_SEED: int = env.int("OPENWEIGHTS_SEED", default=42)
+# vLLM's OpenAI-compatible base URL (".../v1", LoRA enabled); blank: complete() generates in-process.
+OPENWEIGHTS_SERVING_URL: str = env.str("OPENWEIGHTS_SERVING_URL", default="")
+OPENWEIGHTS_SERVING_API_KEY: str = env.str("OPENWEIGHTS_SERVING_API_KEY", default="")
+OPENWEIGHTS_SERVING_TIMEOUT: float = env.float("OPENWEIGHTS_SERVING_TIMEOUT", default=60.0)
+OPENWEIGHTS_MAX_NEW_TOKENS: int = env.int("OPENWEIGHTS_MAX_NEW_TOKENS", default=256)

@@ -197,9 +197,13 @@ def count_example_tokens(example: Mapping[str, Any], model: str) -> int:
     SFT (``messages``): 3 per message + the tokens of each value + 1 per ``name`` + 3 to prime the
     reply. DPO (``input``/``preferred_output``/``non_preferred_output``): the input messages plus
     the longer of the two outputs, because each side is trained as prompt + that output and the
-    longer pair is the one that must fit the limit (and bounds what is billed).
+    longer pair is the one that must fit the limit (and bounds what is billed). KTO (``prompt``/
+    ``completion``): the prompt's messages plus the completion's.
     """
     encoding = encoding_for(model)
+    if "prompt" in example and "completion" in example:
+        messages = [*(example.get("prompt") or []), *(example.get("completion") or [])]
+        return _messages_tokens(messages, encoding) + REPLY_PRIMING_TOKENS
     if "input" in example:
         prompt = _messages_tokens(example["input"].get("messages") or [], encoding)
         outputs = (example.get("preferred_output") or [], example.get("non_preferred_output") or [])

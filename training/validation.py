@@ -19,7 +19,7 @@ import orjson
 from flywheel.errors import ApplicationError
 from training.tokens import TokenTally
 
-Method = Literal["sft", "dpo"]
+Method = Literal["sft", "dpo", "kto"]
 Problem = tuple[str, str]
 
 MIN_EXAMPLES = 10
@@ -31,6 +31,7 @@ SFT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functions"})
 DPO_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
 DPO_INPUT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
 DPO_OUTPUT_KEYS = ("preferred_output", "non_preferred_output")
+KTO_KEYS = frozenset({"prompt", "completion", "label"})
 # tool_call_id belongs to every "tool" message, so allowing that role means allowing the key.
 MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"})
 ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
@@ -95,13 +96,13 @@ def validate_jsonl(path: str | Path, *, method: Method, model: str, allow_metada
 def validate_lines(
     lines: Iterable[bytes | str], *, method: Method, model: str, allow_metadata: bool = False
 ) -> ValidationReport:
-    """Validate JSONL lines as ``method`` ("sft" or "dpo") training examples for ``model``.
+    """Validate JSONL lines as ``method`` ("sft", "dpo" or "kto") training examples for ``model``.
 
     Streams: each line is parsed, checked, token-counted and dropped. Blank lines are errors,
     because every line of a training file must be one example.
     """
-    if method not in ("sft", "dpo"):
-        raise ValueError(f"method must be 'sft' or 'dpo', not {method!r}.")
+    if method not in CHECKS:
+        raise ValueError(f"method must be 'sft', 'dpo' or 'kto', not {method!r}.")
     validator = _Validator(method=method, model=model, allow_metadata=allow_metadata)
     for line_number, raw in enumerate(lines, start=1):
         validator.feed(line_number, raw)
@@ -136,10 +137,7 @@ class _Validator:
     def __init__(self, *, method: Method, model: str, allow_metadata: bool) -> None:
         self.method = method
         self.model = model
-        self.check: Callable[[Mapping[str, Any], frozenset[str]], list[Problem]] = (
-            _check_sft if method == "sft" else _check_dpo
-        )
-        keys = SFT_KEYS if method == "sft" else DPO_KEYS
+        self.check, keys = CHECKS[method]
         self.allowed_keys = (keys | {"metadata"}) if allow_metadata else keys
         self.tally = TokenTally(model)
         self.errors: list[LineError] = []
@@ -217,9 +215,11 @@ class _Validator:
 
 
 def _prompt_messages(example: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The messages that set up an example: SFT's ``messages`` or DPO's ``input.messages``."""
+    """The messages that set up an example: SFT's ``messages``, DPO's ``input.messages``, KTO's ``prompt``."""
     if "input" in example:
         return list(example["input"]["messages"])
+    if "prompt" in example:
+        return list(example["prompt"])
     return list(example["messages"])
 
 
@@ -305,3 +305,24 @@ def _check_content(message: Mapping[str, Any], where: str) -> list[Problem]:
         if found:
             return [("special_token", f"`{where}` contains the reserved token(s) {', '.join(found)}")]
     return []
+
+
+def _check_kto(example: Mapping[str, Any], allowed_keys: frozenset[str]) -> list[Problem]:
+    """A KTO row: a conversational ``prompt``, one assistant ``completion`` and a boolean ``label``."""
+    problems = _check_top_level(example, allowed_keys)
+    prompt = example.get("prompt")
+    if not isinstance(prompt, list) or not prompt:
+        problems.append(("missing_messages_list", "`prompt` must be a non-empty list of messages"))
+    else:
+        problems += _check_messages(prompt, "prompt")
+    problems += _check_dpo_output(example.get("completion"), "completion")
+    if not isinstance(example.get("label"), bool):
+        problems.append(("invalid_label", "`label` must be true (desirable) or false (undesirable)"))
+    return problems
+
+
+CHECKS: dict[str, tuple[Callable[[Mapping[str, Any], frozenset[str]], list[Problem]], frozenset[str]]] = {
+    "sft": (_check_sft, SFT_KEYS),
+    "dpo": (_check_dpo, DPO_KEYS),
+    "kto": (_check_kto, KTO_KEYS),
+}

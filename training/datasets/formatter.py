@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 
 from outcomes.scrubbing import may_hold_personal_data, scrub
+from training.datasets.kto import kto_example, kto_query
 from training.datasets.pairs import DpoRow, dpo_query
 from training.datasets.queries import POSITIVE, ExampleQuery, Selection, SftMetadata, SftRow, sft_query, stream_rows
 from training.datasets.writer import (
@@ -190,7 +191,9 @@ class OutcomeDataFormatter:
             return sft_query(selection, include_metadata=include_metadata)
         if method == "dpo":
             return dpo_query(selection)
-        raise ValueError(f"method must be 'sft' or 'dpo', not {method!r}.")
+        if method == "kto":
+            return kto_query(selection)
+        raise ValueError(f"method must be 'sft', 'dpo' or 'kto', not {method!r}.")
 
     def lines(
         self,
@@ -207,6 +210,8 @@ class OutcomeDataFormatter:
         sql, params = statement or self.query(selection, method, include_metadata=include_metadata).stream(None)
         if method == "dpo":
             return (self.dpo_line(row) for row in stream_rows(sql, params, make=DpoRow._make))
+        if method == "kto":
+            return (self.kto_line(row) for row in stream_rows(sql, params, make=SftRow._make))
         if include_metadata:
             return (self.sft_line(*row) for row in stream_rows(sql, params, make=SftMetadata.split))
         return (self.sft_line(row) for row in stream_rows(sql, params, make=SftRow._make))
@@ -229,6 +234,11 @@ class OutcomeDataFormatter:
         if metadata is not None:
             example["metadata"] = metadata_of(metadata)
         return example, row.held_out == 1, row.kind == POSITIVE, row.deal == 1
+
+    def kto_line(self, row: SftRow) -> Line:
+        """One KTO row: the request and the scrubbed message, desirable when the label is a positive."""
+        example, held_out, positive, deal = self.sft_line(row)
+        return kto_example(example, positive), held_out, positive, deal
 
     def dpo_line(self, row: DpoRow) -> Line:
         """One DPO pair: the negative's message is the non-preferred output, the positive's the preferred."""

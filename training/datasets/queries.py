@@ -214,6 +214,7 @@ def dataset_counts(organization_id: uuid.UUID | str | None, min_quality_score: f
 
     ``sft``: positives; ``sft_outcome_conditioned``: positives and matured negatives; ``dpo``: one
     pair per matured negative, as long as the pool has at least one positive to pair it with.
+    A KTO export writes as many rows as ``sft_outcome_conditioned`` examples.
     """
     stats = training_data_stats(organization_id=organization_id, min_quality_score=min_quality_score)
     positives, negatives = stats["positive_examples"], stats["negative_examples"]

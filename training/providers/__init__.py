@@ -1,7 +1,7 @@
 """Fine-tuning providers, chosen by ``settings.FINE_TUNING_PROVIDER`` like Django's EMAIL_BACKEND.
 
-``get_provider()`` returns the configured provider: "local" (the offline default), "openai", or
-the dotted path of any ``FineTuningProvider`` subclass.
+``get_provider()`` returns the configured provider: "local" (the offline default), "openai",
+"openweights", or the dotted path of any ``FineTuningProvider`` subclass.
 """
 
 from django.conf import settings
@@ -24,6 +24,7 @@ from training.providers.base import (
 PROVIDERS = {
     "local": "training.providers.local.LocalProvider",
     "openai": "training.providers.openai.OpenAIProvider",
+    "openweights": "training.providers.openweights.provider.OpenWeightsProvider",
 }
 
 __all__ = [

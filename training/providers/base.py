@@ -117,6 +117,8 @@ class FineTuningProvider(ABC):
     """
 
     name: str = ""
+    # The dataset methods this provider trains on; ``ensure_method_supported`` refuses others.
+    supported_methods: frozenset[str] = frozenset({"sft", "dpo"})
 
     @abstractmethod
     def upload_training_file(self, path: str | Path, *, name: str | None = None) -> str:
@@ -172,6 +174,18 @@ class FineTuningProvider(ABC):
     @abstractmethod
     def complete(self, model_id: str, system_prompt: str, user_prompt: str) -> str:
         """Answer one prompt with the given model (the seed's ``test_model``)."""
+
+    def ensure_method_supported(self, method: str) -> None:
+        """Refuse, as a 400-class ``ProviderError``, a method this provider cannot train on."""
+        if ("sft" if method == "supervised" else method) not in self.supported_methods:
+            supported = ", ".join(sorted(self.supported_methods))
+            raise ProviderError(
+                f"The {self.name or type(self).__name__} provider cannot train with method {method!r}; "
+                f"it supports {supported}.",
+                code="unsupported_method",
+                status_code=status.HTTP_400_BAD_REQUEST,
+                details={"method": method, "supported_methods": sorted(self.supported_methods)},
+            )
 
     def base_model_shutdown_date(self, model: str) -> date | None:
         """Return the day the provider shuts ``model`` down, or None when none is announced."""

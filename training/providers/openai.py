@@ -199,7 +199,8 @@ class OpenAIProvider(FineTuningProvider):
         hyperparameters: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> str:
-        """Refuse a base model near its shutdown, then create the job and return its id."""
+        """Refuse a method OpenAI lacks (kto) or a base model near its shutdown, then create the job."""
+        self.ensure_method_supported(method)
         self.check_base_model(model)
         with openai_errors():
             job = self.creating_client.fine_tuning.jobs.create(

@@ -48,11 +48,13 @@ def crash_while_creating(fake: Any, run: Any) -> None:
     """The worker sent the create request and was killed before it could record the answer."""
     from django.utils import timezone
 
+    from training.datasets.storage import dataset_local_copy
     from training.models import TrainingRun
     from training.providers import get_provider
 
     provider = get_provider("openai")
-    file_id = run.provider_file_id or provider.upload_training_file(run.dataset_path)
+    with dataset_local_copy(run.dataset_path) as path:
+        file_id = run.provider_file_id or provider.upload_training_file(path)
     provider.create_job(training_file=file_id, model=run.base_model, metadata={"training_run_id": str(run.pk)})
     dead = timezone.now() - datetime.timedelta(hours=1)
     TrainingRun.objects.filter(pk=run.pk).update(provider_file_id=file_id, claimed_at=dead)

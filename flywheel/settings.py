@@ -249,6 +249,8 @@ TRAINING_JOB_CACHE_SECONDS: int = env.int("TRAINING_JOB_CACHE_SECONDS", default=
 TRAINING_ENDED_JOB_CACHE_SECONDS: int = env.int("TRAINING_ENDED_JOB_CACHE_SECONDS", default=3600)
 TRAINING_BASE_MODEL: str = env.str("TRAINING_BASE_MODEL", default="gpt-4o-2024-08-06")
 TRAINING_DATA_DIR = env.path("TRAINING_DATA_DIR", default=str(Path(str(MEDIA_ROOT)) / "training_data"))
+# Where datasets are kept for every worker to upload: a key of STORAGES (shared storage in production).
+TRAINING_STORAGE: str = env.str("TRAINING_STORAGE", default="default")
 # USD per 1M trained tokens, by base model (the seed's $25 for gpt-4o).
 TRAINING_PRICES_PER_MILLION: dict[str, float] = {
     "gpt-4o-2024-08-06": 25.0,

@@ -70,7 +70,7 @@ class TrainingRun(models.Model):
     )
     actor_label = models.CharField(max_length=200, blank=True, default="")
 
-    # Dataset
+    # Dataset: storage names in the dataset storage (training.datasets.storage), not local paths
     dataset_path = models.CharField(max_length=500, blank=True, default="")
     validation_path = models.CharField(max_length=500, blank=True, default="")
     dataset_sha256 = models.CharField(max_length=64, blank=True, default="")

@@ -6,6 +6,8 @@ skips what is already recorded; what was made but not recorded (a crash, a lost 
 again at the provider (:mod:`training.provisioning`), so no step uploads or creates a job twice.
 """
 
+import contextlib
+import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -17,6 +19,7 @@ from flywheel.errors import Conflict
 from registry.models import RegisteredModel
 from registry.services import model_register
 from training.datasets import ExportResult, OutcomeDataFormatter
+from training.datasets.storage import dataset_local_copy, dataset_name, dataset_store, scratch_directory
 from training.models import TrainingRun
 from training.providers import FineTuningProvider, ProviderError, suffix_for
 from training.providers.base import DEFAULT_HYPERPARAMETERS
@@ -68,18 +71,32 @@ def step_export(*, run: TrainingRun, claim: Claim) -> bool:
 
 
 def _export(run: TrainingRun) -> ExportResult:
-    """Write the run's dataset under ``TRAINING_DATA_DIR/<pool>/<run id>.jsonl`` (atomically)."""
-    path = Path(settings.TRAINING_DATA_DIR) / run.pool / f"{run.pk}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return OutcomeDataFormatter(model=run.base_model).export_to_jsonl(
-        path,
-        organization_id=run.organization_id,
-        min_quality_score=run.min_quality_score,
-        method=cast(Literal["sft", "dpo"], run.method),
-        validation_percent=run.validation_percent,
-        include_metadata=run.provider in METADATA_PROVIDERS,
-        n_epochs=DEFAULT_HYPERPARAMETERS["n_epochs"],
-    )
+    """Write the run's dataset in a scratch directory, then save it in the dataset storage.
+
+    The result names the stored files (``training_data/<pool>/<run id>.jsonl``), not local paths,
+    so that a worker on another machine can upload them.
+    """
+    with scratch_directory() as directory:
+        result = OutcomeDataFormatter(model=run.base_model).export_to_jsonl(
+            directory / f"{run.pk}.jsonl",
+            organization_id=run.organization_id,
+            min_quality_score=run.min_quality_score,
+            method=cast(Literal["sft", "dpo"], run.method),
+            validation_percent=run.validation_percent,
+            include_metadata=run.provider in METADATA_PROVIDERS,
+            n_epochs=DEFAULT_HYPERPARAMETERS["n_epochs"],
+        )
+        return _stored(run, result)
+
+
+def _stored(run: TrainingRun, result: ExportResult) -> ExportResult:
+    """The result with its files saved in the dataset storage and named by their storage names."""
+    path = dataset_store(name=dataset_name(pool=run.pool, run_id=run.pk), local_path=Path(result.path))
+    validation = ""
+    if result.validation_path:
+        name = dataset_name(pool=run.pool, run_id=run.pk, validation=True)
+        validation = dataset_store(name=name, local_path=Path(result.validation_path))
+    return dataclasses.replace(result, path=path, validation_path=validation)
 
 
 def _dataset_fields(result: ExportResult) -> dict[str, Any]:
@@ -146,14 +163,24 @@ def _provision(run: TrainingRun, claim: Claim, provider: FineTuningProvider) -> 
 def _upload_files(run: TrainingRun, claim: Claim, provider: FineTuningProvider) -> bool:
     """Upload the training (and validation) file unless already uploaded; record each id at once."""
     if not run.provider_file_id:
-        file_id = provider_file_ensure(provider=provider, run=run, kind="train", path=run.dataset_path)
+        file_id = _upload_stored(run, provider, kind="train", name=run.dataset_path)
         if not run_transition(run=run, source=claim.status, claim=claim, provider_file_id=file_id):
             return False
     if run.validation_path and not run.provider_validation_file_id:
-        file_id = provider_file_ensure(provider=provider, run=run, kind="validation", path=run.validation_path)
+        file_id = _upload_stored(run, provider, kind="validation", name=run.validation_path)
         if not run_transition(run=run, source=claim.status, claim=claim, provider_validation_file_id=file_id):
             return False
     return True
+
+
+def _upload_stored(run: TrainingRun, provider: FineTuningProvider, *, kind: str, name: str) -> str:
+    """Upload a dataset read back through the storage API (see :func:`provider_file_ensure`)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            path = stack.enter_context(dataset_local_copy(name))
+        except OSError as exc:
+            raise ProviderError(f"Cannot read training file {name}: {exc}", code="file_unreadable") from exc
+        return provider_file_ensure(provider=provider, run=run, kind=kind, path=path)
 
 
 def _job_request(run: TrainingRun) -> dict[str, Any]:

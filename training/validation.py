@@ -242,7 +242,16 @@ def _check_dpo(example: Mapping[str, Any], allowed_keys: frozenset[str]) -> list
     problems += _check_dpo_input(example.get("input"))
     for key in DPO_OUTPUT_KEYS:
         problems += _check_dpo_output(example.get(key), key)
+    if not problems and _output_content(example, "preferred_output") == _output_content(
+        example, "non_preferred_output"
+    ):
+        problems.append(("identical_outputs", "`preferred_output` and `non_preferred_output` are the same text"))
     return problems
+
+
+def _output_content(example: Mapping[str, Any], key: str) -> Any:
+    """The content of a DPO output's one assistant message (called once the output is well formed)."""
+    return example[key][0].get("content")
 
 
 def _check_dpo_input(value: Any) -> list[Problem]:

@@ -265,6 +265,70 @@ def test_exact_duplicate_bodies_collapse_to_the_best_scoring_one(
     assert pairs == []  # the template's failure collapsed into its best outcome: no negative is left
 
 
+def raw(kind: Any, organization: Any, name: str, **fields: Any) -> OutcomeLabel:
+    """A label written straight to the table: the prospect's name still in its text."""
+    body = f"Hi {name}, our forecasting add-on cut review time in half at teams like yours."
+    return kind(organization=organization, first_name=name, last_name="", company="", body=body, **fields)
+
+
+def test_raw_rows_that_differ_only_by_the_prospects_name_are_one_example(
+    organization: Any, formatter: OutcomeDataFormatter
+) -> None:
+    best = raw(positive, organization, "Jane", icp_match_score=1.0)
+    raw(positive, organization, "Bob")
+    raw(positive, organization, "Ann")
+
+    examples = formatter.export_training_data(organization_id=organization.pk)
+
+    assert [example["metadata"]["outcome_id"] for example in examples] == [str(best.pk)]
+    assert assistant_of(examples[0]).endswith(
+        "Hi {{first_name}}, our forecasting add-on cut review time in half at teams like yours."
+    )
+
+
+def test_raw_rows_that_differ_only_by_the_prospects_name_never_form_a_pair(
+    organization: Any, formatter: OutcomeDataFormatter, tmp_path: Path
+) -> None:
+    raw(positive, organization, "Jane")
+    for name in ("Bob", "Ann", "Eve"):
+        raw(negative, organization, name)
+
+    pairs = formatter.export_training_data(organization_id=organization.pk, method="dpo")
+
+    assert pairs == []  # the failures collapsed into the success once scrubbed: no negative is left
+
+
+def test_raw_negatives_that_differ_only_by_name_are_one_pair_with_two_different_sides(
+    organization: Any, formatter: OutcomeDataFormatter
+) -> None:
+    positive(organization=organization, body="The winner.")
+    for name in ("Bob", "Ann", "Eve"):
+        raw(negative, organization, name)
+
+    pairs = formatter.export_training_data(organization_id=organization.pk, method="dpo")
+
+    assert len(pairs) == 1
+    assert [pair for pair in pairs if preferred_of(pair) == rejected_of(pair)] == []
+    assert rejected_of(pairs[0]).endswith(
+        "Hi {{first_name}}, our forecasting add-on cut review time in half at teams like yours."
+    )
+
+
+def test_a_pair_whose_two_sides_are_equal_once_scrubbed_is_never_written(formatter: OutcomeDataFormatter) -> None:
+    texts = {"subject": "Idea", "body": "Hi Jane, one idea.", "ideal_body": "", "last_name": "", "company": ""}
+    negative_side = {f"n_{key}": value for key, value in texts.items()}
+    positive_side = {f"p_{key}": value for key, value in {**texts, "body": "Hi Bob, one idea."}.items()}
+    segment = dict.fromkeys(("n_industry", "n_role", "n_company_size", "n_framework", "n_tone", "n_channel"), "")
+    row = DpoRow(
+        n_prompt="", **segment, **negative_side, n_first_name="Jane", level=0,
+        **positive_side, p_first_name="Bob", p_deal=0, held_out=0,
+    )  # fmt: skip
+    changed = row._replace(p_body="Hi Bob, another idea.")
+
+    assert formatter.dpo_line(row) is None
+    assert formatter.dpo_line(changed) is not None
+
+
 # --- DPO pairing -----------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from tests.training.helpers import (
     run_due_schedules,
     wait_out_retry,
 )
+from training.datasets.storage import dataset_storage
 from training.models import TrainingRun
 from training.providers import get_provider
 from training.provisioning import dataset_file_name
@@ -54,6 +55,11 @@ def openai(settings: Any, fake_openai: FakeOpenAI) -> FakeOpenAI:
     settings.FINE_TUNING_PROVIDER = "openai"
     settings.OPENAI_TIMEOUT = 0.5
     return fake_openai
+
+
+def stored_path(run: TrainingRun) -> str:
+    """The local path of the run's stored dataset, as a dead worker would have uploaded it."""
+    return str(dataset_storage().path(run.dataset_path))
 
 
 def start(organization: Organization) -> TrainingRun:
@@ -91,7 +97,7 @@ def test_a_job_created_by_a_worker_that_died_before_recording_it_is_adopted(
     make_labels(organization)
     run = drive_to(start(organization), Status.UPLOADING)
     provider = get_provider("openai")
-    file_id = provider.upload_training_file(run.dataset_path, name=dataset_file_name(run=run, kind="train"))
+    file_id = provider.upload_training_file(stored_path(run), name=dataset_file_name(run=run, kind="train"))
     job_id = provider.create_job(training_file=file_id, model=run.base_model, metadata={"training_run_id": run.pk})
     dead_worker = timezone.now() - STEP_LEASE - datetime.timedelta(seconds=1)
     TrainingRun.objects.filter(pk=run.pk).update(provider_file_id=file_id, claimed_at=dead_worker)
@@ -105,7 +111,7 @@ def test_on_the_local_provider_a_job_that_was_never_recorded_is_adopted(organiza
     make_labels(organization)
     run = drive_to(start(organization), Status.UPLOADING)
     provider = get_provider("local")
-    file_id = provider.upload_training_file(run.dataset_path, name=dataset_file_name(run=run, kind="train"))
+    file_id = provider.upload_training_file(stored_path(run), name=dataset_file_name(run=run, kind="train"))
     job_id = provider.create_job(training_file=file_id, model=run.base_model, metadata={"training_run_id": run.pk})
     TrainingRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now() - STEP_LEASE - datetime.timedelta(seconds=1))
     run = drive(run)
@@ -120,7 +126,7 @@ def test_a_file_uploaded_by_a_worker_that_died_before_recording_it_is_reused(
     make_labels(organization)
     run = drive_to(start(organization), Status.UPLOADING)
     file_id = get_provider("openai").upload_training_file(
-        run.dataset_path, name=dataset_file_name(run=run, kind="train")
+        stored_path(run), name=dataset_file_name(run=run, kind="train")
     )
     TrainingRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now() - STEP_LEASE - datetime.timedelta(seconds=1))
     run = drive(run)
@@ -134,7 +140,7 @@ def test_orphan_jobs_are_cancelled_and_duplicate_files_deleted(organization: Org
     run = drive_to(start(organization), Status.UPLOADING)
     provider = get_provider("openai")
     name = dataset_file_name(run=run, kind="train")
-    files = [provider.upload_training_file(run.dataset_path, name=name) for _ in range(3)]
+    files = [provider.upload_training_file(stored_path(run), name=name) for _ in range(3)]
     jobs = [
         provider.create_job(training_file=files[0], model=run.base_model, metadata={"training_run_id": run.pk})
         for _ in range(2)

@@ -30,6 +30,7 @@ from tests.training.helpers import (
     run_due_schedules,
 )
 from training import tasks
+from training.datasets.storage import dataset_read, dataset_storage
 from training.models import TrainingRun
 from training.providers import get_provider
 from training.schedules import poll_schedule_name
@@ -99,7 +100,8 @@ def test_a_whole_cycle_on_the_local_provider_runs_through_django_q(
     assert run.examples_count == 12 and run.positive_examples == 12
     assert run.total_tokens > 0 and run.estimated_cost > 0
     assert run.trained_tokens and run.poll_count == 3
-    assert Path(run.dataset_path).is_file() and len(run.dataset_sha256) == 64
+    assert run.dataset_path == f"training_data/{run.pool}/{run.pk}.jsonl"  # a storage name, not a local path
+    assert dataset_storage().exists(run.dataset_path) and len(run.dataset_sha256) == 64
     assert any("successfully completed" in event["message"] for event in run.events)
     assert [checkpoint["step"] for checkpoint in run.checkpoints] == [12, 24, 36]
     assert run.test_output.startswith("Subject: ")
@@ -154,8 +156,26 @@ def test_a_dpo_run_trains_on_pairs(organization: Organization) -> None:
     run = drive(start(organization, method="dpo"))
     assert run.status == Status.SUCCEEDED, run.error
     assert run.examples_count == 12
-    first = json.loads(Path(run.dataset_path).read_text().splitlines()[0])
+    first = json.loads(dataset_read(run.dataset_path).splitlines()[0])
     assert set(first) >= {"input", "preferred_output", "non_preferred_output"}
+
+
+def test_datasets_go_through_the_configured_storage_so_any_worker_can_upload_them(
+    organization: Organization, settings: Any
+) -> None:
+    settings.STORAGES = {**settings.STORAGES, "datasets": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    settings.TRAINING_STORAGE = "datasets"
+    make_labels(organization)
+    run = drive(start(organization, validation_percent=20))
+    assert run.status == Status.SUCCEEDED, run.error
+    assert (run.dataset_path, run.validation_path) == (
+        f"training_data/{run.pool}/{run.pk}.jsonl",
+        f"training_data/{run.pool}/{run.pk}.validation.jsonl",
+    )
+    assert len(dataset_read(run.dataset_path).splitlines()) == run.examples_count
+    scratch = Path(settings.TRAINING_DATA_DIR)
+    assert not (Path(settings.MEDIA_ROOT) / run.dataset_path).exists()  # only in the configured storage
+    assert [path for path in scratch.rglob("*") if path.is_file()] == []  # the scratch files are gone
 
 
 # --- The openai provider through the real client -------------------------------------------------
@@ -168,8 +188,8 @@ def test_the_openai_path_sends_what_the_api_expects(organization: Organization, 
 
     uploads = openai.requests_to("files.create")
     assert [upload.body["purpose"] for upload in uploads] == ["fine-tune", "fine-tune"]
-    assert uploads[0].body["file"]["content"] == Path(run.dataset_path).read_bytes()
-    assert uploads[1].body["file"]["content"] == Path(run.validation_path).read_bytes()
+    assert uploads[0].body["file"]["content"] == dataset_read(run.dataset_path)
+    assert uploads[1].body["file"]["content"] == dataset_read(run.validation_path)
     lines = [json.loads(line) for line in uploads[0].body["file"]["content"].splitlines()]
     assert len(lines) == run.examples_count == 10 and run.validation_examples_count == 2
     assert all(set(line) == {"messages"} for line in lines)  # no metadata: OpenAI refuses unknown keys

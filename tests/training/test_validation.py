@@ -170,6 +170,7 @@ DPO_BAD_LINES = [
     pytest.param(dpo(preferred_output=[{"role": "assistant", "content": ""}]), "missing_content", id="empty-output"),
     pytest.param(dpo(messages=[USER, GOOD_REPLY]), "unrecognized_key", id="sft-key-in-dpo"),
     pytest.param(dpo(chosen="x"), "unrecognized_key", id="unknown-key"),
+    pytest.param(dpo(non_preferred_output=[GOOD_REPLY]), "identical_outputs", id="equal-outputs"),
 ]
 
 
@@ -257,3 +258,14 @@ def test_the_report_serialises_to_plain_values() -> None:
 
     assert data["ok"] is False
     assert data["errors"][0]["code"] == "too_few_examples"
+
+
+def test_a_pair_whose_two_outputs_are_equal_is_an_error_that_blocks_the_file() -> None:
+    pairs = [dpo() for _ in range(10)] + [dpo(non_preferred_output=[GOOD_REPLY])]
+
+    report = validate_lines(jsonl(pairs), method="dpo", model=MODEL)
+
+    assert not report.ok
+    assert report.error_counts == {"identical_outputs": 1}
+    with pytest.raises(DatasetInvalid, match="identical_outputs"):
+        ensure_valid(report)

@@ -7,9 +7,10 @@ them to :mod:`training.datasets.writer` (or returns them as a list, for small ex
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from outcomes.scrubbing import may_hold_personal_data, scrub
+from training.datasets.dedupe import SeenTexts
 from training.datasets.kto import kto_example, kto_query
 from training.datasets.pairs import DpoRow, dpo_query
 from training.datasets.queries import POSITIVE, ExampleQuery, Selection, SftMetadata, SftRow, sft_query, stream_rows
@@ -50,6 +52,20 @@ def scrubbed(first_name: str, last_name: str, company: str, *texts: str) -> Sequ
     if not may_hold_personal_data("\n".join(texts), first_name, last_name, company):
         return texts
     return [scrub(text, first_name=first_name, last_name=last_name, company=company) for text in texts]
+
+
+def positive_texts(selection: Selection) -> SeenTexts:
+    """The scrubbed training texts of every positive of the selection's pool (no limit).
+
+    DPO pairs are compared against them, so that a negative whose text only differed from a
+    positive's by the prospect's data is dropped as the duplicate it is.
+    """
+    seen = SeenTexts()
+    query = sft_query(dataclasses.replace(selection, outcome_conditioned=False, limit=None))
+    sql, params = query.stream(None)
+    for row in stream_rows(sql, params, make=SftRow._make):
+        seen.first(scrubbed(row.first_name, row.last_name, row.company, row.target)[0])
+    return seen
 
 
 @functools.lru_cache(maxsize=4096)
@@ -209,18 +225,46 @@ class OutcomeDataFormatter:
         """
         sql, params = statement or self.query(selection, method, include_metadata=include_metadata).stream(None)
         if method == "dpo":
-            return (self.dpo_line(row) for row in stream_rows(sql, params, make=DpoRow._make))
+            return self.dpo_lines(selection, stream_rows(sql, params, make=DpoRow._make))
         if method == "kto":
-            return (self.kto_line(row) for row in stream_rows(sql, params, make=SftRow._make))
+            return self.kto_lines(stream_rows(sql, params, make=SftRow._make))
         if include_metadata:
-            return (self.sft_line(*row) for row in stream_rows(sql, params, make=SftMetadata.split))
-        return (self.sft_line(row) for row in stream_rows(sql, params, make=SftRow._make))
+            return self.sft_lines(stream_rows(sql, params, make=SftMetadata.split))
+        return self.sft_lines((row, None) for row in stream_rows(sql, params, make=SftRow._make))
 
-    def sft_line(self, row: SftRow, metadata: SftMetadata | None = None) -> Line:
-        """One SFT example: the request (with the target outcome when conditioned), the scrubbed message."""
+    def sft_lines(self, rows: Iterable[tuple[SftRow, SftMetadata | None]]) -> Iterator[Line]:
+        """The SFT examples of streamed rows, the first of each scrubbed training text only."""
+        seen = SeenTexts()
+        for row, metadata in rows:
+            line = self.sft_line(row, metadata, seen=seen)
+            if line is not None:
+                yield line
+
+    def dpo_lines(self, selection: Selection, rows: Iterable[DpoRow]) -> Iterator[Line]:
+        """The DPO pairs of streamed rows, compared on their scrubbed texts.
+
+        A negative whose scrubbed text is a positive's, or another negative's already written,
+        is a duplicate and is left out; so is a pair whose two outputs are equal.
+        """
+        positives = positive_texts(selection)
+        negatives = SeenTexts()
+        for row in rows:
+            line = self.dpo_line(row, positives=positives, negatives=negatives)
+            if line is not None:
+                yield line
+
+    def sft_line(
+        self, row: SftRow, metadata: SftMetadata | None = None, *, seen: SeenTexts | None = None
+    ) -> Line | None:
+        """One SFT example: the request (with the target outcome when conditioned), the scrubbed message.
+
+        None when ``seen`` already holds the scrubbed training text (a duplicate).
+        """
         subject, text, prompt = scrubbed(
             row.first_name, row.last_name, row.company, row.subject, row.target, row.prompt
         )
+        if seen is not None and not seen.first(text):
+            return None
         request = prompt or segment_request(row.segment)
         if row.outcome:
             request = f"{request}\n\nTarget outcome: {row.outcome}"
@@ -235,26 +279,44 @@ class OutcomeDataFormatter:
             example["metadata"] = metadata_of(metadata)
         return example, row.held_out == 1, row.kind == POSITIVE, row.deal == 1
 
-    def kto_line(self, row: SftRow) -> Line:
-        """One KTO row: the request and the scrubbed message, desirable when the label is a positive."""
-        example, held_out, positive, deal = self.sft_line(row)
-        return kto_example(example, positive), held_out, positive, deal
+    def kto_lines(self, rows: Iterable[SftRow]) -> Iterator[Line]:
+        """KTO rows: the request and the scrubbed message, desirable when the label is a positive.
 
-    def dpo_line(self, row: DpoRow) -> Line:
-        """One DPO pair: the negative's message is the non-preferred output, the positive's the preferred."""
+        Deduplicated on the scrubbed training text, like the SFT examples.
+        """
+        seen = SeenTexts()
+        for row in rows:
+            line = self.sft_line(row, seen=seen)
+            if line is not None:
+                example, held_out, positive, deal = line
+                yield kto_example(example, positive), held_out, positive, deal
+
+    def dpo_line(
+        self, row: DpoRow, *, positives: SeenTexts | None = None, negatives: SeenTexts | None = None
+    ) -> Line | None:
+        """One DPO pair: the negative's message is the non-preferred output, the positive's the preferred.
+
+        None when the negative's scrubbed text is among ``positives`` or already in ``negatives``
+        (a duplicate), or when both outputs are equal once scrubbed.
+        """
         n_text = row.n_ideal_body or row.n_body
         subject, text, prompt = scrubbed(
             row.n_first_name, row.n_last_name, row.n_company, row.n_subject, n_text, row.n_prompt
         )
+        if (positives is not None and text in positives) or (negatives is not None and not negatives.first(text)):
+            return None
         # An exact segment match keeps the negative's own request; a coarser one names only the
         # attributes both messages share, so the preferred message answers the prompt too.
         exact = row.level == 0 and prompt
         request = prompt if exact else segment_request(row.segment, LEVEL_ATTRIBUTES[row.level])
         p_text = row.p_ideal_body or row.p_body
         p_subject, p_text = scrubbed(row.p_first_name, row.p_last_name, row.p_company, row.p_subject, p_text)
+        preferred, non_preferred = assistant_text(p_subject, p_text), assistant_text(subject, text)
+        if preferred == non_preferred:
+            return None
         example = {
             "input": {"messages": [self.system, {"role": "user", "content": request}]},
-            "preferred_output": [{"role": "assistant", "content": assistant_text(p_subject, p_text)}],
-            "non_preferred_output": [{"role": "assistant", "content": assistant_text(subject, text)}],
+            "preferred_output": [{"role": "assistant", "content": preferred}],
+            "non_preferred_output": [{"role": "assistant", "content": non_preferred}],
         }
         return example, row.held_out == 1, True, row.p_deal == 1

@@ -91,6 +91,15 @@ def client_address(request: HttpRequest) -> str:
     return str(ip)
 
 
+def login_client_address(request: HttpRequest) -> str | None:
+    """The address login lockouts count by (django-axes): :func:`client_address` as a plain IP, or None.
+
+    Stored in an IP address column, so an IPv6 block is given as its first address.
+    """
+    address = client_address(request)
+    return None if address == "unknown" else address.removesuffix("/64")
+
+
 def _refused() -> exceptions.AuthenticationFailed:
     return exceptions.AuthenticationFailed("Invalid API key.")
 

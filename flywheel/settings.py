@@ -76,7 +76,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 # Logins are counted per client address by the same rule as refused API keys (TRUSTED_PROXY_COUNT).
-AXES_CLIENT_IP_CALLABLE = "flywheel.auth.client_address"
+AXES_CLIENT_IP_CALLABLE = "flywheel.auth.login_client_address"
 
 # --- API keys and documentation ----------------------------------------------------------------
 # The client's address is what the first of this many trusted proxies saw (X-Forwarded-For).

@@ -1,4 +1,4 @@
-"""Fixtures for the training app's tests: the fake OpenAI API over real HTTP."""
+"""Fixtures for the training app's tests: the fake OpenAI API over real HTTP, run settings, a pool."""
 
 import base64
 from collections.abc import Iterator
@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from flywheel.models import Organization
+from tests.factories import OrganizationFactory
 from tests.training.fake_openai import FakeOpenAI
 from training.providers.openai import clear_shutdown_cache
 
@@ -28,3 +30,17 @@ def fake_openai(settings: Any) -> Iterator[FakeOpenAI]:
     settings.OPENAI_WEBHOOK_SECRET = WEBHOOK_SECRET
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def run_settings(settings: Any) -> None:
+    """Runs on the offline provider, with a small minimum of examples and the default polling."""
+    settings.FINE_TUNING_PROVIDER = "local"
+    settings.TRAINING_MIN_EXAMPLES = 10
+    settings.TRAINING_POLL_INTERVAL = 60
+    settings.TRAINING_MAX_WAIT = 86400
+
+
+@pytest.fixture
+def organization() -> Organization:
+    return OrganizationFactory.create(slug="acme")

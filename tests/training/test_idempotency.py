@@ -13,7 +13,6 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from flywheel.models import Organization
-from tests.factories import OrganizationFactory
 from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import (
     drive,
@@ -31,23 +30,10 @@ from training.schedules import retry_schedule_name
 from training.services import training_run_advance, training_run_cancel, training_run_start
 from training.transitions import STEP_LEASE
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("run_settings")]
 
 Status = TrainingRun.Status
 OnCommit = Callable[..., Any]
-
-
-@pytest.fixture(autouse=True)
-def _training_settings(settings: Any) -> None:
-    settings.FINE_TUNING_PROVIDER = "local"
-    settings.TRAINING_MIN_EXAMPLES = 10
-    settings.TRAINING_POLL_INTERVAL = 60
-    settings.TRAINING_MAX_WAIT = 86400
-
-
-@pytest.fixture
-def organization() -> Organization:
-    return OrganizationFactory.create(slug="acme")
 
 
 @pytest.fixture

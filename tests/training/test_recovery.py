@@ -17,7 +17,6 @@ from experiments.models import Experiment
 from flywheel.models import Organization
 from registry.models import RegisteredModel
 from registry.services import model_deploy, model_register
-from tests.factories import OrganizationFactory
 from tests.training.fake_openai import FakeOpenAI
 from tests.training.helpers import drive, drive_to, make_labels
 from training import tasks
@@ -27,23 +26,10 @@ from training.schedules import RESUME_LATER_SCHEDULE, poll_schedule_name
 from training.services import training_run_advance, training_run_start, training_runs_resume
 from training.transitions import STEP_LEASE, run_claim_renew, run_claim_step
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("run_settings")]
 
 Status = TrainingRun.Status
 OnCommit = Callable[..., Any]
-
-
-@pytest.fixture(autouse=True)
-def _training_settings(settings: Any) -> None:
-    settings.FINE_TUNING_PROVIDER = "local"
-    settings.TRAINING_MIN_EXAMPLES = 10
-    settings.TRAINING_POLL_INTERVAL = 60
-    settings.TRAINING_MAX_WAIT = 86400
-
-
-@pytest.fixture
-def organization() -> Organization:
-    return OrganizationFactory.create(slug="acme")
 
 
 @pytest.fixture

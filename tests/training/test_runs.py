@@ -42,23 +42,10 @@ from training.services import (
     training_run_start,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("run_settings")]
 
 Status = TrainingRun.Status
 OnCommit = Callable[..., Any]
-
-
-@pytest.fixture(autouse=True)
-def _training_settings(settings: Any) -> None:
-    settings.TRAINING_MIN_EXAMPLES = 10
-    settings.FINE_TUNING_PROVIDER = "local"
-    settings.TRAINING_POLL_INTERVAL = 60
-    settings.TRAINING_MAX_WAIT = 86400
-
-
-@pytest.fixture
-def organization() -> Organization:
-    return OrganizationFactory.create(slug="acme")
 
 
 @pytest.fixture

@@ -109,7 +109,10 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'flywheel.sqlite3'}"),
 }
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# Connections are held between requests (opening one costs more than most requests) and checked
+# before reuse, so a restarted database costs one failed check, not a failed request.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the development server and the django-q2 cluster work side by side; IMMEDIATE
     # transactions make concurrent writers queue for the lock instead of failing mid-transaction.
@@ -187,8 +190,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "flywheel.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["flywheel.auth.APIKeyRateThrottle"],
-    # Per API key (or staff user), counted in the default cache: per process unless CACHE_URL
-    # names a shared cache.
+    # Per API key (or staff user), a fixed-window counter in the default cache: per process unless
+    # CACHE_URL names a shared cache.
     "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="6000/min")},
     "UNAUTHENTICATED_USER": None,
 }

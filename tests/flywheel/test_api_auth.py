@@ -1,9 +1,11 @@
 """Authentication, roles, rate limits and the verified-key cache."""
 
 import datetime
+import time
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -137,3 +139,24 @@ def test_requests_over_the_keys_rate_are_refused_with_429(tenant: Tenant, other:
     assert_error(response, 429, "throttled")
     assert int(response["Retry-After"]) > 0
     assert other.agent.get("/training/models").status_code == 200  # the limit is per key
+
+
+def test_the_rate_limit_keeps_one_counter_per_key_whatever_the_traffic(tenant: Tenant, monkeypatch: Any) -> None:
+    monkeypatch.setattr(auth.APIKeyRateThrottle, "THROTTLE_RATES", {"api_key": "1000/min"})
+    for _ in range(50):
+        assert tenant.agent.get("/training/models").status_code == 200
+    counters = [key for key in cache._cache if ":throttle_api_key_key:" in key]  # type: ignore[attr-defined]
+    assert len(counters) == 1
+    assert cache.get(counters[0].split(":", 2)[2]) == 50
+
+
+def test_a_refused_key_is_served_again_in_the_next_window(tenant: Tenant, monkeypatch: Any) -> None:
+    monkeypatch.setattr(auth.APIKeyRateThrottle, "THROTTLE_RATES", {"api_key": "2/s"})
+    while True:  # start at the beginning of a one-second window, so the test is not racing its end
+        start = time.time()
+        if start % 1 < 0.5:
+            break
+        time.sleep(1 - start % 1)
+    assert [tenant.agent.get("/training/models").status_code for _ in range(3)] == [200, 200, 429]
+    time.sleep(1.05 - time.time() % 1)
+    assert tenant.agent.get("/training/models").status_code == 200

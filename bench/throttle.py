@@ -23,10 +23,10 @@ import django
 
 django.setup()
 
-from django.core.cache import cache
-from rest_framework.throttling import SimpleRateThrottle
+from django.core.cache import cache  # noqa: E402
+from rest_framework.throttling import SimpleRateThrottle  # noqa: E402
 
-from flywheel.auth import APIKeyRateThrottle
+from flywheel.auth import APIKeyRateThrottle  # noqa: E402
 
 HISTORIES = (0, 8_000)
 SAMPLE = 2_000
@@ -73,7 +73,7 @@ def main() -> None:
     print(f"rate-limit check, µs per request (median of {rounds} interleaved rounds, [range])")
     for (name, history), values in samples.items():
         low, high = min(values) * 1e6, max(values) * 1e6
-        print(f"  {name:22s} history {history:6d}: {statistics.median(values) * 1e6:8.1f} [{low:.1f}–{high:.1f}]")
+        print(f"  {name:22s} history {history:6d}: {statistics.median(values) * 1e6:8.1f} [{low:.1f}-{high:.1f}]")
     growth = statistics.median(samples[("counter", HISTORIES[-1])]) / statistics.median(samples[("counter", 0)])
     verdict = "PASS" if growth <= GROWTH_TARGET else "FAIL"
     print(f"counter growth {HISTORIES[-1]} vs 0: {growth:.2f}x (target <= {GROWTH_TARGET}x) {verdict}")

@@ -321,6 +321,8 @@ class APIKeyRateThrottle(throttling.SimpleRateThrottle):
 
     scope = "api_key"
     window_ends: float = 0.0
+    num_requests: int  # set by SimpleRateThrottle.__init__ from the rate
+    duration: int
 
     def allow_request(self, request: Request, view: Any) -> bool:
         if self.rate is None:

@@ -1,10 +1,10 @@
-"""The set-based engine behind funnel events: a few statements per batch, whatever its size.
+"""The set-based engine behind funnel events: three statements per batch, whatever its size.
 
-The batch's labels are locked first, in id order, so that concurrent batches wait for each other
-instead of deadlocking. Then per event type one conditional ``UPDATE ... RETURNING`` sets the
-stage's time where it is still empty (only the rows it returns move counters) and one moves a set
-time earlier; then one score update for the touched labels and the counters through
-``model_counters_add``. Events a full counter cannot take are named by :class:`EventsRefused`.
+The batch's labels are locked and read first, in id order, so that concurrent batches wait for
+each other instead of deadlocking. Each label's new funnel (a stage set where it was empty, or
+moved earlier) and score are worked out in memory; one ``UPDATE ... FROM`` writes them, touching
+each label once; the models' counters move through ``model_counters_add``. Events a full counter
+cannot take are named by :class:`EventsRefused`.
 """
 
 import datetime
@@ -17,11 +17,11 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from outcomes.models import STAGES, OutcomeLabel
-from outcomes.scoring import quality_score_expression
+from outcomes.scoring import quality_score_of
 from registry.services import Counts, model_counters_add
 from registry.services.performance import CounterOverflow
 
-SQLITE_ROWS_PER_STATEMENT = 2000  # 4 parameters a row stays well under SQLite's 32,766 limit
+SQLITE_ROWS_PER_STATEMENT = 1000  # 13 parameters a row at most stays well under SQLite's 32,766 limit
 COUNTED = {"replied": "replies", "meeting_booked": "meetings_booked", "deal_closed": "deals_closed"}
 
 EventValues = tuple[datetime.datetime, float | None, Decimal | None]
@@ -77,43 +77,62 @@ class EventsRefused(Exception):
         self.overflow = overflow
 
 
-def lock_labels(organization_id: uuid.UUID, external_ids: set[str]) -> dict[str, str]:
-    """Lock the organization's labels of these external ids in id order; their ids by external id.
+LOCKED_COLUMNS = ("id", "external_id", "model_id", *STAGES.values(), "reply_sentiment", "deal_value", "icp_match_score")
+
+
+def lock_labels(organization_id: uuid.UUID, external_ids: set[str]) -> dict[str, dict[str, Any]]:
+    """Lock the organization's labels of these external ids in id order; their funnels by external id.
 
     Every writer of labels takes its locks in this order before it updates them, so two batches
-    that share labels wait for each other rather than deadlock.
+    that share labels wait for each other rather than deadlock. The rows read here are the rows
+    the batch then writes: nobody else can change them until it commits.
     """
     labels = OutcomeLabel.objects.filter(organization_id=organization_id, external_id__in=external_ids)
-    locked = labels.select_for_update(no_key=True).order_by("pk").values_list("external_id", "pk")
-    return {external_id: str(pk) for external_id, pk in locked}
+    locked = labels.select_for_update(no_key=True).order_by("pk").values(*LOCKED_COLUMNS)
+    return {row["external_id"]: row for row in locked}
 
 
 def apply_event_batch(
     connection: BaseDatabaseWrapper, *, organization_id: uuid.UUID, batch: EventBatch
 ) -> BatchOutcome:
-    """Apply ``batch`` to one organization's labels; call inside a transaction."""
-    found = lock_labels(organization_id, batch.external_ids)
+    """Apply ``batch`` to one organization's labels; call inside a transaction.
+
+    The new funnel of every label is worked out from its locked row; then one statement writes
+    the stages, the sentiment and value and the new score of every changed label, touching each once.
+    """
+    rows = lock_labels(organization_id, batch.external_ids)
     changed: set[tuple[str, str]] = set()
-    touched: set[str] = set()
     counted: dict[uuid.UUID, dict[tuple[str, str], Counts]] = defaultdict(dict)
-    for kind, rows in batch.by_kind.items():
-        rows = {external_id: values for external_id, values in rows.items() if external_id in found}
-        if not rows:
-            continue
-        for label_id, external_id, model_id, deal_value in _run(
-            connection, _set_first_sql, kind, organization_id, rows
-        ):
+    touched: dict[str, dict[str, Any]] = {}
+    for kind, events in batch.by_kind.items():
+        for external_id, values in events.items():
+            row = rows.get(external_id)
+            if row is None or not _apply(row, kind, values):
+                continue
             changed.add((external_id, kind))
-            touched.add(label_id)
-            if model_id is not None and kind in COUNTED:
-                _count(counted[_as_uuid(model_id)].setdefault((external_id, kind), Counts()), kind, deal_value)
-        for label_id, external_id, *_ in _run(connection, _move_earlier_sql, kind, organization_id, rows):
-            changed.add((external_id, kind))
-            touched.add(label_id)
+            touched[external_id] = row
+            if row["_first"] and row["model_id"] is not None and kind in COUNTED:
+                _count(counted[_as_uuid(row["model_id"])].setdefault((external_id, kind), Counts()), kind, row)
     if touched:
-        OutcomeLabel.objects.filter(pk__in=list(touched)).update(quality_score=quality_score_expression())
+        _write(connection, [STAGES[kind] for kind in batch.by_kind], list(touched.values()))
     _add_counters(batch, counted)
+    found = {external_id: str(row["id"]) for external_id, row in rows.items()}
     return BatchOutcome(found=found, changed=changed, models_touched=set(counted))
+
+
+def _apply(row: dict[str, Any], kind: str, values: EventValues) -> bool:
+    """Apply one event to a locked row in memory: whether it changed (``row["_first"]``: first time)."""
+    column, (occurred_at, sentiment, value) = STAGES[kind], values
+    current = row[column]
+    row["_first"] = current is None
+    if current is not None and current <= occurred_at:
+        return False
+    row[column] = occurred_at
+    if row["_first"] and kind == "replied" and sentiment is not None:
+        row["reply_sentiment"] = sentiment
+    if row["_first"] and kind == "deal_closed" and value is not None:
+        row["deal_value"] = value
+    return True
 
 
 def _add_counters(batch: EventBatch, counted: dict[uuid.UUID, dict[tuple[str, str], Counts]]) -> None:
@@ -138,80 +157,54 @@ def _add_counters(batch: EventBatch, counted: dict[uuid.UUID, dict[tuple[str, st
         raise EventsRefused(refused, exc) from exc
 
 
-def _count(counter: Counts, kind: str, deal_value: Any) -> None:
+def _count(counter: Counts, kind: str, row: dict[str, Any]) -> None:
     setattr(counter, COUNTED[kind], getattr(counter, COUNTED[kind]) + 1)
-    if kind == "deal_closed" and deal_value is not None:
-        counter.revenue += Decimal(str(deal_value))
+    if kind == "deal_closed" and row["deal_value"] is not None:
+        counter.revenue += Decimal(str(row["deal_value"]))
 
 
 def _as_uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-def _set_first_sql(kind: str) -> tuple[str, str]:
-    column = STAGES[kind]
-    extra = ""
-    if kind == "replied":
-        extra = ", reply_sentiment = COALESCE(v.sentiment, o.reply_sentiment)"
-    elif kind == "deal_closed":
-        extra = ", deal_value = COALESCE(v.value, o.deal_value)"
-    sets = f"{column} = v.ts{extra}, updated_at = CURRENT_TIMESTAMP"
-    return sets, f"o.{column} IS NULL"
-
-
-def _move_earlier_sql(kind: str) -> tuple[str, str]:
-    column = STAGES[kind]
-    return f"{column} = v.ts", f"o.{column} > v.ts"
-
-
-def _run(
-    connection: BaseDatabaseWrapper,
-    builder: Any,
-    kind: str,
-    organization_id: uuid.UUID,
-    rows: dict[str, EventValues],
-) -> list[tuple[str, str, Any, Any]]:
-    sets, condition = builder(kind)
-    returning = "RETURNING id, external_id, model_id, deal_value"
-    org = OutcomeLabel._meta.get_field("organization").target_field.get_db_prep_value(organization_id, connection)
-    out: list[tuple[str, str, Any, Any]] = []
+def _write(connection: BaseDatabaseWrapper, stages: list[str], rows: list[dict[str, Any]]) -> None:
+    """One ``UPDATE ... FROM`` of the batch's stage columns, sentiment, value and score, by id."""
+    columns = [*stages, "reply_sentiment", "deal_value", "quality_score"]
+    for row in rows:
+        row["quality_score"] = quality_score_of(row)
+    sets = ", ".join(f"{column} = v.{column}" for column in columns) + ", updated_at = CURRENT_TIMESTAMP"
     if connection.vendor == "postgresql":
+        types = [*(["timestamptz[]"] * len(stages)), "float8[]", "numeric[]", "float8[]"]
+        arrays = ", ".join(f"%s::{kind}" for kind in ["uuid[]", *types])
         sql = (
             f"UPDATE outcome_labels AS o SET {sets} "  # noqa: S608 - column names come from STAGES
-            "FROM unnest(%s::text[], %s::timestamptz[], %s::float8[], %s::numeric[]) AS v(ext, ts, sentiment, value) "
-            f"WHERE o.organization_id = %s AND o.external_id = v.ext AND {condition} {returning}"
+            f"FROM unnest({arrays}) AS v(id, {', '.join(columns)}) WHERE o.id = v.id"
         )
-        columns = list(zip(*[(ext, *values) for ext, values in rows.items()], strict=True))
         with connection.cursor() as cursor:
-            cursor.execute(sql, [list(column) for column in columns] + [org])
-            out.extend((str(r[0]), r[1], r[2], r[3]) for r in cursor.fetchall())
-        return out
-    items = list(rows.items())
-    for start in range(0, len(items), SQLITE_ROWS_PER_STATEMENT):
-        out.extend(
-            _run_sqlite(connection, sets, condition, returning, org, items[start : start + SQLITE_ROWS_PER_STATEMENT])
-        )
-    return out
+            cursor.execute(sql, [[row[column] for row in rows] for column in ["id", *columns]])
+        return
+    for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
+        _write_sqlite(connection, sets, columns, rows[start : start + SQLITE_ROWS_PER_STATEMENT])
 
 
-def _run_sqlite(
-    connection: BaseDatabaseWrapper,
-    sets: str,
-    condition: str,
-    returning: str,
-    org: Any,
-    items: list[tuple[str, EventValues]],
-) -> list[tuple[str, str, Any, Any]]:
+def _write_sqlite(connection: BaseDatabaseWrapper, sets: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
     ops = connection.ops
+    adapt = {"reply_sentiment": float, "quality_score": float}
     params: list[Any] = []
-    for ext, (ts, sentiment, value) in items:
-        params += [ext, ops.adapt_datetimefield_value(ts), sentiment, ops.adapt_decimalfield_value(value, 14, 2)]
-    values = ", ".join(["(?, ?, ?, ?)"] * len(items)).replace("?", "%s")
+    for row in rows:
+        params.append(row["id"].hex)
+        for column in columns:
+            value = row[column]
+            if value is None or column in adapt:
+                params.append(value)
+            elif column == "deal_value":
+                params.append(ops.adapt_decimalfield_value(value, 14, 2))
+            else:
+                params.append(ops.adapt_datetimefield_value(value))
+    marks = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
     sql = (
-        f"WITH v(ext, ts, sentiment, value) AS (VALUES {values}) "  # noqa: S608 - names from STAGES
-        f"UPDATE outcome_labels AS o SET {sets} FROM v "
-        f"WHERE o.organization_id = %s AND o.external_id = v.ext AND {condition} {returning}"
+        f"WITH v(id, {', '.join(columns)}) AS (VALUES {', '.join([marks] * len(rows))}) "  # noqa: S608
+        f"UPDATE outcome_labels AS o SET {sets} FROM v WHERE o.id = v.id"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, org])
-        return [(str(r[0]), r[1], r[2], r[3]) for r in cursor.fetchall()]
+        cursor.execute(sql, params)

@@ -1,11 +1,13 @@
 """The quality score follows the specification's rubric case by case."""
 
+import itertools
+import random
 from decimal import Decimal
 
 import pytest
 
-from outcomes.models import OutcomeLabel
-from outcomes.scoring import quality_score_expression
+from outcomes.models import STAGES, OutcomeLabel
+from outcomes.scoring import quality_score_expression, quality_score_of
 from tests.outcomes.factories import OutcomeLabelFactory, reached
 
 pytestmark = pytest.mark.django_db
@@ -68,3 +70,21 @@ def test_the_weights_come_from_settings(settings: object) -> None:
     OutcomeLabel.objects.filter(pk=label.pk).update(quality_score=quality_score_expression())
     label.refresh_from_db()
     assert label.quality_score == pytest.approx(0.4)
+
+
+def test_the_in_memory_score_equals_the_databases_on_every_combination_of_the_rubric() -> None:
+    rng = random.Random(7)
+    stage_names = list(STAGES)
+    for flags in itertools.product((False, True), repeat=len(stage_names)):
+        stages = " ".join(name for name, on in zip(stage_names, flags, strict=True) if on)
+        OutcomeLabelFactory.create(
+            **reached(stages),
+            reply_sentiment=rng.choice([None, 0.2, 0.5, 0.5000001, 0.9]),
+            deal_value=rng.choice([None, Decimal("49999.99"), Decimal("50000.00"), Decimal("120000.50")]),
+            icp_match_score=rng.choice([0.0, 0.1234565, 0.33333333, 0.5, 0.999999, 1.0]),
+        )
+    rows = OutcomeLabel.objects.values(
+        *STAGES.values(), "reply_sentiment", "deal_value", "icp_match_score", "quality_score"
+    )
+    assert len(rows) == 2 ** len(stage_names)
+    assert all(quality_score_of(row) == row["quality_score"] for row in rows)

@@ -288,10 +288,14 @@ def report(figures: dict[str, list[dict[str, float]]]) -> None:
         endpoint: {name: statistics.median(run[name] for run in runs) for name in names}
         for endpoint, runs in figures.items()
     }
-    print("\nmedians over the rounds")
+    spread = {
+        endpoint: f"[{min(r['rps'] for r in runs):.0f}-{max(r['rps'] for r in runs):.0f}]"
+        for endpoint, runs in figures.items()
+    }
+    print("\nmedians over the rounds [range of req/s]")
     for endpoint, m in medians.items():
         print(
-            f"  {endpoint:<14} {m['rps']:8.0f} req/s  p50 {m['p50']:6.2f} ms  p99 {m['p99']:6.2f} ms"
+            f"  {endpoint:<14} {m['rps']:8.0f} req/s {spread[endpoint]}  p50 {m['p50']:6.2f} ms  p99 {m['p99']:6.2f} ms"
             f"  worker CPU {m['cpu_us']:5.0f} us/req"
         )
     for other, target, label in (
@@ -303,7 +307,8 @@ def report(figures: dict[str, list[dict[str, float]]]) -> None:
         cpu = medians[other]["cpu_us"] / medians["route"]["cpu_us"]
         print(
             f"route / {label}: {of_medians:.2f}x of medians, {paired:.2f}x median of rounds, "
-            f"{cpu:.2f}x by worker CPU (target >= {target}x)"
+            f"{cpu:.2f}x by worker CPU (target >= {target}x on the median of rounds): "
+            f"{'PASS' if paired >= target else 'FAIL'}"
         )
 
 

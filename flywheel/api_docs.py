@@ -1,11 +1,11 @@
-"""The OpenAPI schema and Swagger UI, open to anyone or behind a login as ``API_DOCS_PUBLIC`` says.
+"""The OpenAPI schema, Swagger UI and ReDoc, open to anyone or behind a login as ``API_DOCS_PUBLIC`` says.
 
 A refusal answers in the API's one error shape (JSON), whatever format the page itself has.
 """
 
 from typing import Any
 
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -33,3 +33,10 @@ class SwaggerView(JSONErrors, SpectacularSwaggerView):
     """``GET /api/docs/``: Swagger UI over the schema."""
 
     permission_classes = [ApiDocsAccess]
+
+
+class RedocView(JSONErrors, SpectacularRedocView):
+    """``GET /api/redoc/``: ReDoc over the schema, without the stock page's web fonts (offline)."""
+
+    permission_classes = [ApiDocsAccess]
+    template_name = "api_docs/redoc.html"

@@ -3,7 +3,7 @@
 from django.db import transaction
 from django.utils.text import slugify
 
-from flywheel.errors import Conflict
+from flywheel.errors import Conflict, NotFound
 from flywheel.models import Organization, OrganizationAPIKey
 
 
@@ -29,3 +29,17 @@ def api_key_create(
         name=name or f"{organization.slug} {role}", organization=organization, role=role
     )
     return api_key, secret  # type: ignore[return-value]
+
+
+def api_key_revoke(*, organization: Organization, prefix: str) -> OrganizationAPIKey:
+    """Revoke one of the organization's keys by its prefix; it is refused from the next request on.
+
+    Idempotent: revoking a revoked key changes nothing. Raises :class:`NotFound` for a prefix the
+    organization does not have.
+    """
+    api_key = OrganizationAPIKey.objects.filter(organization=organization, prefix=prefix).first()
+    if api_key is None:
+        raise NotFound(f"{organization.slug} has no API key with the prefix {prefix!r}.")
+    OrganizationAPIKey.objects.filter(pk=api_key.pk, revoked=False).update(revoked=True)
+    api_key.refresh_from_db(fields=["revoked"])
+    return api_key

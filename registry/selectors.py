@@ -1,6 +1,5 @@
 """Reads of the model registry for lists, the leaderboard, the admin and the API."""
 
-import contextlib
 import uuid
 
 from django.core.exceptions import ValidationError
@@ -57,14 +56,3 @@ def model_get(*, registry_id: uuid.UUID | str, organization: Organization | None
         return models.get(pk=registry_id)
     except (RegisteredModel.DoesNotExist, ValidationError, ValueError):
         raise NotFound(f"No registered model has the id {registry_id}.") from None
-
-
-def organization_get(*, slug_or_id: str) -> Organization:
-    """An organization by slug or id (for commands), raising :class:`NotFound`."""
-    query = Q(slug=slug_or_id)
-    with contextlib.suppress(ValueError):  # not an id: a slug only
-        query |= Q(pk=uuid.UUID(slug_or_id))
-    organization = Organization.objects.filter(query).first()
-    if organization is None:
-        raise NotFound(f"No organization has the slug or id {slug_or_id!r}.")
-    return organization

@@ -11,7 +11,7 @@ import dataclasses
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -57,7 +57,7 @@ class TrainingRunStartApi(APIView):
     @extend_schema(
         operation_id="training_run_start",
         request=InputSerializer,
-        responses={202: TrainingRunSerializer, **error_responses(404, 409, 413, 415)},
+        responses={202: TrainingRunSerializer, **error_responses(403, 404, 409, 413, 415)},
         examples=[
             OpenApiExample(
                 "The seed's request",
@@ -77,6 +77,11 @@ class TrainingRunStartApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
+        if "organization_id" in values and values["organization_id"] is None and not request.user.is_staff:
+            raise exceptions.PermissionDenied(
+                "Training the global model (organization_id null) needs staff rights; "
+                "omit organization_id to train your organization's model."
+            )
         organization = organization_scope(request, values.pop("organization_id", None))
         run = training_run_start(organization=organization, **values, triggered_by="api", actor=request_actor(request))
         location = reverse("training-run", kwargs={"run_id": run.pk})

@@ -1,8 +1,10 @@
-"""/api/schema/ and /api/docs/: open while API_DOCS_PUBLIC is on, else for API keys and staff sessions only."""
+"""/api/schema/, /api/docs/, /api/redoc/: open while API_DOCS_PUBLIC is on, else for API keys and staff only."""
 
+import re
 from typing import Any
 
 import pytest
+from django.contrib.staticfiles import finders
 from rest_framework.test import APIClient
 
 from tests.api_clients import Tenant, assert_error, staff_client
@@ -10,7 +12,7 @@ from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["/api/schema/", "/api/docs/"]
+PAGES = ["/api/schema/", "/api/docs/", "/api/redoc/"]
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -49,3 +51,13 @@ def test_closed_documentation_refuses_a_session_that_is_not_staff(settings: Any,
     client = APIClient()
     client.force_login(UserFactory.create(is_staff=False))
     assert_error(client.get(path), 403, "permission_denied")
+
+
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
+def test_the_documentation_pages_load_their_scripts_from_flywheel_itself(settings: Any, path: str) -> None:
+    settings.API_DOCS_PUBLIC = True
+    page = APIClient().get(path).content.decode()
+    sources = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page)
+    assert sources and all(source.startswith("/static/") for source in sources)
+    for source in sources:  # each asset is really there, served by Flywheel (WhiteNoise or staticfiles)
+        assert finders.find(source.split("/static/", 1)[1]), source

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import URLPattern, URLResolver, get_resolver
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.response import Response
 from rest_framework.test import APIClient, APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
@@ -211,7 +211,7 @@ def test_a_planted_deal_in_another_organization_is_refused_without_the_permissio
 
 # --- Every view declares what staff need -----------------------------------------------------------
 
-DOCS_VIEWS = (SpectacularAPIView, SpectacularSwaggerView)  # the schema and Swagger UI: their own rule
+DOCS_VIEWS = (SpectacularAPIView, SpectacularSwaggerView, SpectacularRedocView)  # the docs: their own rule
 METHODS = ("get", "post", "put", "patch", "delete")
 
 

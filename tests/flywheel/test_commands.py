@@ -4,6 +4,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
 
 from flywheel.models import Organization, OrganizationAPIKey
 from outcomes.models import OutcomeLabel
@@ -54,3 +55,26 @@ def test_the_demo_superuser_gets_a_fresh_printed_password(settings: object) -> N
     password = run("ensure_demo_superuser").rsplit(": ", 1)[1].strip()
     login = RequestFactory().post("/admin/login/")  # login throttling counts per request
     assert authenticate(login, username="admin", password=password) is not None
+
+
+def test_a_key_issued_by_command_for_an_existing_organization_authenticates_until_it_is_revoked() -> None:
+    run("create_organization", "Acme Corp")
+    output = run("api_keys", "issue", "acme-corp", "--role", "ops", "--name", "cron")
+    secret = output.rsplit(": ", 1)[1].strip()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {secret}")
+    assert client.get("/training/stats").status_code == 200
+    prefix = secret.partition(".")[0]
+    assert f"{prefix}  ops    active" in run("api_keys", "list", "acme-corp")
+    assert "is revoked" in run("api_keys", "revoke", "acme-corp", prefix)
+    assert "is revoked" in run("api_keys", "revoke", "acme-corp", prefix)  # again: nothing changes
+    assert client.get("/training/stats").status_code == 401
+    assert f"{prefix}  ops    revoked" in run("api_keys", "list", "acme-corp")
+
+
+def test_api_keys_name_what_they_cannot_find() -> None:
+    run("create_organization", "Acme Corp")
+    with pytest.raises(CommandError, match="No organization"):
+        run("api_keys", "issue", "nobody")
+    with pytest.raises(CommandError, match="no API key with the prefix"):
+        run("api_keys", "revoke", "acme-corp", "AbCdEf12")

@@ -73,3 +73,17 @@ def test_leaderboard_prints_the_pool_best_first_with_min_samples(
 def test_leaderboard_refuses_negative_min_samples() -> None:
     with pytest.raises(CommandError, match="cannot be negative"):
         run("leaderboard", "--min-samples", "-1")
+
+
+def test_list_models_shows_the_pools_models_newest_first_with_their_traffic(
+    organization: Organization, control: RegisteredModel, candidate: RegisteredModel
+) -> None:
+    RegisteredModelFactory.create(model_version="v9.0.0")  # the global pool's: not listed
+    lines = run("list_models", "--organization", organization.slug).splitlines()
+    assert lines[0].split()[:3] == ["version", "status", "traffic"]
+    assert [line.split()[0] for line in lines[1:3]] == ["v2.0.0", "v1.0.0"]
+    assert "deployed  100 %" in lines[2]
+    assert lines[-1] == f"2 model(s) in {organization.slug}."
+    assert run("list_models", "--organization", organization.slug, "--status", "ready").count("v2.0.0") == 1
+    with pytest.raises(CommandError, match="No organization"):
+        run("list_models", "--organization", "nobody")

@@ -26,7 +26,8 @@ SEED_RESULT_FIELDS = ("status", "model_id", "model_version", "registry_id", "tra
 
 
 def test_starting_a_run_answers_202_with_its_location(tenant: Tenant) -> None:
-    response = tenant.ops.post("/training/run", SEED_REQUEST, format="json")
+    request = {**SEED_REQUEST, "organization_id": str(tenant.organization.pk)}
+    response = tenant.ops.post("/training/run", request, format="json")
     assert response.status_code == 202
     body = response.json()
     run = TrainingRun.objects.get()
@@ -65,6 +66,13 @@ def test_start_validates_every_field(tenant: Tenant, body: dict[str, Any]) -> No
     error = assert_error(tenant.ops.post("/training/run", body, format="json"), 400)
     assert set(error["details"]) == set(body)
     assert not TrainingRun.objects.exists()
+
+
+def test_an_organizations_key_asking_for_the_global_model_is_told_it_needs_staff_rights(tenant: Tenant) -> None:
+    error = assert_error(tenant.ops.post("/training/run", SEED_REQUEST, format="json"), 403, "permission_denied")
+    assert "global model" in error["message"] and "staff" in error["message"]
+    assert not TrainingRun.objects.exists()
+    assert tenant.ops.post("/training/run", {}, format="json").status_code == 202  # omitted: its own pool
 
 
 def test_an_agent_key_cannot_start_a_run(tenant: Tenant) -> None:

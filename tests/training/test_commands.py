@@ -227,3 +227,16 @@ def test_test_model_answers_with_a_registered_model(organization: Organization) 
 def test_test_model_reports_an_unknown_model() -> None:
     with pytest.raises(CommandError, match="No registered model"):
         run_command("test_model", "00000000-0000-0000-0000-000000000000", "--prompt", "hi")
+
+
+def test_list_training_runs_shows_the_pools_runs_newest_first(organization: Organization) -> None:
+    first = training_run_start(organization=organization, triggered_by="command", actor=None)
+    TrainingRun.objects.filter(pk=first.pk).update(status=TrainingRun.Status.FAILED)
+    second = training_run_start(organization=organization, triggered_by="command", actor=None)
+    lines = run_command("list_training_runs", "--organization", organization.slug).splitlines()
+    assert [line.split()[-1] for line in lines[1:]] == [str(second.pk), str(first.pk)]
+    failed = run_command("list_training_runs", "--organization", organization.slug, "--status", "failed")
+    assert str(first.pk) in failed and str(second.pk) not in failed
+    assert run_command("list_training_runs").splitlines()[1:] == []  # the global pool has none
+    with pytest.raises(CommandError, match="at least 1"):
+        run_command("list_training_runs", "--limit", "0")

@@ -180,5 +180,15 @@ def test_without_a_secret_webhooks_are_refused_as_unavailable(client: Client, se
     assert response.json()["error"]["code"] == "not_configured"
 
 
+def test_signatures_are_verified_without_an_openai_api_key(client: Client, settings: Any) -> None:
+    settings.OPENAI_API_KEY, settings.OPENAI_WEBHOOK_SECRET = "", WEBHOOK_SECRET
+    payload = webhook_event("fine_tuning.job.succeeded", "ftjob-unknown")
+    assert post(client, payload, signed_headers(payload, WEBHOOK_SECRET)).json() == {
+        "received": True,
+        "training_run_id": None,
+    }
+    assert post(client, payload, signed_headers(payload, "whsec_" + "A" * 32)).status_code == 400
+
+
 def test_only_post_is_allowed(client: Client) -> None:
     assert client.get(URL).status_code == 405

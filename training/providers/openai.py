@@ -277,13 +277,15 @@ class OpenAIProvider(FineTuningProvider):
         """Verify a webhook's Standard Webhooks signature and return the parsed event.
 
         A wrong, missing or stale (older than five minutes) signature raises ``ProviderError``
-        with code "invalid_signature" and status 400, so a forged call changes nothing.
+        with code "invalid_signature" and status 400, so a forged call changes nothing. Checking a
+        signature calls nobody, so it needs only the webhook secret, not ``OPENAI_API_KEY``.
         """
         secret = getattr(settings, "OPENAI_WEBHOOK_SECRET", "")
         if not secret:
             raise ProviderError("OPENAI_WEBHOOK_SECRET is not set: webhooks cannot be verified.", code="not_configured")
+        verifier = self._client or openai.OpenAI(api_key="unused: verification makes no request", max_retries=0)
         try:
-            return self.client.webhooks.unwrap(payload, dict(headers), secret=secret)
+            return verifier.webhooks.unwrap(payload, dict(headers), secret=secret)
         except (openai.InvalidWebhookSignatureError, ValueError) as exc:
             raise ProviderError(
                 f"Webhook signature rejected: {exc}",

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from experiments.services import promote_ab_test_winner, promotion_preview
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
-from registry.selectors import organization_get
+from flywheel.selectors import organization_get
 
 
 class Command(BaseCommand):

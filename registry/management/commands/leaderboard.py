@@ -9,9 +9,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
+from flywheel.selectors import organization_get
 from registry.management.commands._output import write_table
 from registry.models import LeaderboardEntry
-from registry.selectors import leaderboard, organization_get
+from registry.selectors import leaderboard
 
 HEADER = ["close #", "reply #", "revenue #", "version", "status", "traffic", "messages"]
 HEADER += ["reply rate", "meeting rate", "close rate", "revenue", "model id"]

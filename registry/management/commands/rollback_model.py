@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
+from flywheel.selectors import organization_get
 from registry.management.commands._output import write_events
-from registry.selectors import organization_get
 from registry.services import dry_run, model_rollback, recorded
 
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from flywheel.errors import ApplicationError
-from registry.selectors import organization_get
+from flywheel.selectors import organization_get
 from training.datasets import ExportResult, OutcomeDataFormatter, dataset_counts
 
 

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
-from registry.selectors import organization_get
+from flywheel.selectors import organization_get
 from training.models import TrainingRun
 from training.selectors import training_run_result
 from training.services import error_message, training_run_poll, training_run_start, training_run_step

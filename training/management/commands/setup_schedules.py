@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from experiments.services import ensure_auto_promote_schedule
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
-from registry.selectors import organization_get
+from flywheel.selectors import organization_get
 from training.schedules import training_schedules_ensure
 
 

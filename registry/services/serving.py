@@ -39,7 +39,9 @@ def adapter_load(model: RegisteredModel) -> dict[str, Any]:
     try:
         loaded = serving.load(model.model_id)
     except ApplicationError as exc:
-        error = ServingUnavailable if exc.code in ("not_configured", "connection_error") else AdapterLoadFailed
+        # A server that is missing, unreachable or failing (retryable) is unavailable; one that refused, a bad gateway.
+        unavailable = exc.code == "not_configured" or getattr(exc, "retryable", False)
+        error = ServingUnavailable if unavailable else AdapterLoadFailed
         raise error(
             f"{model.model_version} cannot take traffic: its adapter {model.model_id} was not loaded. {exc.message}",
             details={"model_id": model.model_id, "provider": model.provider, "reason": exc.code},

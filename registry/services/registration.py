@@ -54,6 +54,8 @@ def model_register(
     fine_tuning_job_id: str = "",
     training_run_id: uuid.UUID | None = None,
     dataset_sha256: str = "",
+    adapter_sha256: str = "",
+    base_model_config_sha256: str = "",
     training_stats: dict[str, int] | None = None,
     actor: Actor = None,
     status: str = Status.READY,
@@ -61,12 +63,11 @@ def model_register(
     """Register a trained model (``ready``, or ``training`` while its job runs).
 
     Idempotent for a training run: a resumed run that registers again gets the model it
-    registered the first time, whatever else it passes.
+    registered the first time, whatever else it passes. Open weights add the adapter's hashes.
     """
-    if training_run_id is not None:
-        existing = RegisteredModel.objects.filter(training_run_id=training_run_id).first()
-        if existing is not None:
-            return existing
+    existing = RegisteredModel.objects.filter(training_run_id=training_run_id).first() if training_run_id else None
+    if existing is not None:
+        return existing
     _check_registration(model_version=model_version, status=status)
     model = RegisteredModel(
         model_id=model_id,
@@ -78,18 +79,20 @@ def model_register(
         fine_tuning_job_id=fine_tuning_job_id,
         training_run_id=training_run_id,
         dataset_sha256=dataset_sha256,
+        adapter_sha256=adapter_sha256,
+        base_model_config_sha256=base_model_config_sha256,
         **_training_stats(training_stats),
     )
-    model.full_clean()
     return _insert_registered(model, actor=actor)
 
 
 def _insert_registered(model: RegisteredModel, *, actor: Actor) -> RegisteredModel:
-    """Insert a validated model and its ``registered`` event.
+    """Validate and insert a model and its ``registered`` event.
 
     A concurrent registration of the same training run can win between validation and insert;
     the unique constraint catches it and the winner's row is returned.
     """
+    model.full_clean()
     try:
         with transaction.atomic():
             model.save(force_insert=True)

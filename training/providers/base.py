@@ -119,6 +119,9 @@ class FineTuningProvider(ABC):
     name: str = ""
     # The dataset methods this provider trains on; ``ensure_method_supported`` refuses others.
     supported_methods: frozenset[str] = frozenset({"sft", "dpo"})
+    # Whether the provider trains a network and so measures losses; one that does not (``local``)
+    # reports its own measured figures through ``job_metrics`` and no checkpoints.
+    reports_loss: bool = True
 
     @abstractmethod
     def upload_training_file(self, path: str | Path, *, name: str | None = None) -> str:
@@ -174,6 +177,10 @@ class FineTuningProvider(ABC):
     @abstractmethod
     def complete(self, model_id: str, system_prompt: str, user_prompt: str) -> str:
         """Answer one prompt with the given model (the seed's ``test_model``)."""
+
+    def job_metrics(self, job_id: str) -> dict[str, Any]:
+        """Figures measured by the job beyond its checkpoints, by name; none by default."""
+        return {}
 
     def ensure_method_supported(self, method: str) -> None:
         """Refuse, as a 400-class ``ProviderError``, a method this provider cannot train on."""

@@ -13,6 +13,15 @@ class Organization(models.Model):
     # Bumped whenever the traffic of the organization's deployed models (or of the global pool)
     # changes, so that cached routing tables can be checked for freshness for free.
     routing_version = models.PositiveBigIntegerField(default=0, editable=False)
+    # The fine-tuning provider that trains this organization's pool, by its registered name; blank:
+    # the FINE_TUNING_PROVIDER setting. A plain string here: the training layer knows the providers
+    # and validates it (its admin offers only registered names), so that pools migrate one at a time.
+    training_provider = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="The fine-tuning provider of this organization's pool; blank: the FINE_TUNING_PROVIDER setting.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,13 +1,14 @@
-"""Admin for training runs: the list and the run page, cancelling, and "Run training cycle now".
+"""Admin for training runs (the list and the run page, cancelling, "Run training cycle now") and pools' providers.
 
 Runs are read-only here: they change only through :mod:`training.services`. Starting and
 cancelling need the ``training.run_training`` permission and go through a confirmation page;
-domain errors become admin messages.
+domain errors become admin messages. The organization page gains its pool's training provider,
+chosen from the registered ones, with OpenAI's wind-down dates on a pool still on ``openai``.
 """
 
 import datetime
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -22,12 +23,21 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from flywheel.admin import OrganizationAdmin as TenancyOrganizationAdmin
 from flywheel.admin_helpers import acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from training.datasets import dataset_counts
 from training.models import TrainingRun
-from training.selectors import base_model_shutdown_text
+from training.providers import default_provider_name, provider_names
+from training.selectors import (
+    METHOD_COUNTS,
+    base_model_shutdown_text,
+    pool_provider_name,
+    provider_methods,
+    provider_reports_loss,
+    provider_wind_down_notice,
+)
 from training.services import training_run_cancel, training_run_start
 
 RUN_NOW_TEMPLATE = "admin/training/trainingrun/run_now.html"
@@ -120,9 +130,11 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
                     "provider_status",
                     "fine_tuned_model",
                     "trained_tokens",
+                    "provider_notice",
                     "poll_count",
                     "events_table",
                     "checkpoints_table",
+                    "metrics_table",
                 ]
             },
         ),
@@ -194,13 +206,25 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
         rows = [(unix_time(e.get("created_at")), e.get("level", ""), e.get("message", "")) for e in run.events]
         return html_table(("time (UTC)", "level", "message"), rows)
 
+    @admin.display(description="provider notice")
+    def provider_notice(self, run: TrainingRun) -> str:
+        return provider_wind_down_notice(provider=run.provider) or "-"
+
     @admin.display(description="checkpoint metrics")
     def checkpoints_table(self, run: TrainingRun) -> SafeString | str:
         if not run.checkpoints:
+            if not provider_reports_loss(provider=run.provider):
+                return f"None: the {run.provider} provider trains no network, so it has no loss to report."
             return "-"
         keys = ("train_loss", "valid_loss", "train_mean_token_accuracy", "valid_mean_token_accuracy")
         rows = [(c.get("step"), *(metric(c.get(key)) for key in keys)) for c in run.checkpoints]
         return html_table(("step", "train loss", "valid loss", "train accuracy", "valid accuracy"), rows)
+
+    @admin.display(description="measured metrics")
+    def metrics_table(self, run: TrainingRun) -> SafeString | str:
+        if not run.metrics:
+            return "-"
+        return html_table(("metric", "value"), sorted(run.metrics.items()))
 
     @admin.display(description="test output")
     def test_output_text(self, run: TrainingRun) -> SafeString | str:
@@ -259,20 +283,28 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
         context: dict[str, Any] = {
             "form": form,
             "confirming": confirming,
-            "provider": settings.FINE_TUNING_PROVIDER,
+            "provider": form.provider,
+            "provider_notice": provider_wind_down_notice(provider=form.provider),
             "base_model": settings.TRAINING_BASE_MODEL,
             "min_examples": settings.TRAINING_MIN_EXAMPLES,
         }
         if confirming:
             data = form.cleaned_data
             organization = data["organization"]
-            context["counts"] = dataset_counts(organization.pk if organization else None, data["min_quality_score"])
+            counts = dataset_counts(organization.pk if organization else None, data["min_quality_score"])
+            context["counts"] = counts
+            context["eligible"] = counts[METHOD_COUNTS.get(data["method"], "sft")]
             context["pool"] = str(organization) if organization else "the global pool (every organization)"
         return confirmation_page(self, request, template=RUN_NOW_TEMPLATE, title="Run training cycle now", **context)
 
 
 class RunNowForm(forms.Form):
-    """The parameters of ``training_run_start`` that a person chooses."""
+    """The parameters of ``training_run_start`` that a person chooses.
+
+    The methods offered are those of the pool's provider: the pool sent with the form, else the
+    one in the address (``?organization=``), else the global pool. Another method is refused
+    with the reason.
+    """
 
     organization = forms.ModelChoiceField(
         queryset=Organization.objects.all(), required=False, empty_label="Global model (every organization)"
@@ -283,3 +315,67 @@ class RunNowForm(forms.Form):
     validation_percent = forms.FloatField(initial=0, min_value=0, max_value=99, help_text="Held-out share (%).")
     deploy_immediately = forms.BooleanField(required=False, help_text="Start an A/B test of the new model.")
     ab_test_percentage = forms.FloatField(initial=10.0, min_value=0.1, max_value=100)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        pool = self.pool()
+        self.provider = pool_provider_name(organization=pool)
+        try:
+            methods = provider_methods(provider=self.provider)
+        except ApplicationError:  # a provider that cannot load: the start says why
+            methods = list(TrainingRun.Method.values)
+        labels = dict(TrainingRun.Method.choices)
+        field = cast(forms.ChoiceField, self.fields["method"])
+        field.choices = [(method, labels[method]) for method in methods]
+        field.help_text = f"The methods of this pool's provider ({self.provider})."
+        field.error_messages["invalid_choice"] = (
+            f"%(value)s is not offered for this pool: its provider, {self.provider}, trains with "
+            f"{', '.join(methods)} only. KTO needs a pool on openweights (the organization's training provider)."
+        )
+
+    def pool(self) -> Organization | None:
+        """The organization whose pool the form is for (None: the global pool)."""
+        value = self.data.get("organization") if self.is_bound else self.initial.get("organization")
+        if not value:
+            return None
+        try:
+            return Organization.objects.filter(pk=value).first()
+        except (ValidationError, ValueError):
+            return None
+
+
+# --- The organization page: its pool's training provider ------------------------------------------
+
+
+def provider_choices() -> list[tuple[str, str]]:
+    """The registered providers, after the blank choice that follows the setting."""
+    default = ("", f"Default: {default_provider_name()} (FINE_TUNING_PROVIDER)")
+    return [default, *((name, name) for name in provider_names())]
+
+
+admin.site.unregister(Organization)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(TenancyOrganizationAdmin):
+    """The tenancy admin, plus the pool's training provider (a registered one) and its notice."""
+
+    list_display = [*TenancyOrganizationAdmin.list_display, "pool_provider", "provider_notice"]
+    list_filter = ["training_provider"]
+    readonly_fields = [*TenancyOrganizationAdmin.readonly_fields, "provider_notice"]
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "training_provider":
+            return forms.ChoiceField(
+                choices=provider_choices(), required=False, label="Training provider", help_text=db_field.help_text
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    @admin.display(description="training provider", ordering="training_provider")
+    def pool_provider(self, organization: Organization) -> str:
+        name = pool_provider_name(organization=organization)
+        return name if organization.training_provider else f"{name} (default)"
+
+    @admin.display(description="provider notice")
+    def provider_notice(self, organization: Organization) -> str:
+        return provider_wind_down_notice(provider=pool_provider_name(organization=organization)) or "-"

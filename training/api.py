@@ -32,7 +32,8 @@ VIEW_PERMISSION = "training.view_trainingrun"
 class TrainingRunStartApi(APIView):
     """``POST /training/run``: start a training cycle (202; poll the ``Location``).
 
-    409 while a run is active for the same organization (or the global pool). Ops keys train
+    400 ``unsupported_method`` when the pool's provider cannot train with ``method`` (OpenAI and
+    ``kto``); 409 while a run is active for the same organization (or the global pool). Ops keys train
     their organization's model; staff with ``training.run_training`` any organization's or,
     without one, the global model.
     """
@@ -52,7 +53,11 @@ class TrainingRunStartApi(APIView):
         min_quality_score = FiniteFloatField(default=0.6, min_value=0.0, max_value=1.0)
         deploy_immediately = serializers.BooleanField(default=False)
         ab_test_percentage = PercentageField(default=10.0)
-        method = serializers.ChoiceField(choices=TrainingRun.Method.choices, default=TrainingRun.Method.SFT)
+        method = serializers.ChoiceField(
+            choices=TrainingRun.Method.choices,
+            default=TrainingRun.Method.SFT,
+            help_text="Only the methods of the pool's provider: kto needs openweights.",
+        )
 
     @extend_schema(
         operation_id="training_run_start",

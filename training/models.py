@@ -48,6 +48,7 @@ class TrainingRun(models.Model):
     class Method(models.TextChoices):
         SFT = "sft", "Supervised (SFT)"
         DPO = "dpo", "Preference (DPO)"
+        KTO = "kto", "Unpaired outcomes (KTO)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(
@@ -92,6 +93,8 @@ class TrainingRun(models.Model):
     trained_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     events = models.JSONField(default=list, blank=True)
     checkpoints = models.JSONField(default=list, blank=True)
+    # Figures the provider measured beyond its checkpoints (the local provider's coverage, counts).
+    metrics = models.JSONField(default=dict, blank=True)
     poll_count = models.PositiveIntegerField(default=0)
     # Set while a worker performs the run's current step (see training.transitions): a second worker
     # skips the run; a claim whose worker stopped renewing it (heartbeat_at) for a lease is taken over.

@@ -12,14 +12,23 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db.models import QuerySet
 
 from flywheel.auth import KeyPrincipal
+from flywheel.errors import ApplicationError, Conflict
+from flywheel.models import Organization
 from registry.models import RegisteredModel, pool_key
 from training.datasets import dataset_counts
 from training.models import TrainingRun
-from training.providers import FineTuningProvider, JobInfo, ProviderError, get_provider
+from training.providers import (
+    FineTuningProvider,
+    JobInfo,
+    ProviderError,
+    default_provider_name,
+    get_provider,
+    provider_names,
+)
 
 Status = TrainingRun.Status
 
@@ -32,6 +41,8 @@ SHUTDOWN_UNKNOWN_SECONDS = 600
 JOB_CACHE_SECONDS = 10
 ENDED_JOB_CACHE_SECONDS = 3600
 UNKNOWN = "unknown"
+# Which of ``dataset_counts`` an export of each method writes: KTO takes positives and matured negatives.
+METHOD_COUNTS = {"sft": "sft", "dpo": "dpo", "kto": "sft_outcome_conditioned"}
 
 
 # --- The run's answer ----------------------------------------------------------------------------
@@ -78,6 +89,8 @@ def training_run_answer(*, run: TrainingRun) -> dict[str, Any]:
         "run_status": run.status,
         "organization_id": run.organization_id,
         "method": run.method,
+        "provider": run.provider,
+        "metrics": run.metrics,
         "min_quality_score": run.min_quality_score,
         "deploy_immediately": run.deploy_immediately,
         "ab_test_percentage": run.ab_test_percentage,
@@ -109,6 +122,85 @@ def training_run_visible_get(*, user: Any, run_id: str) -> TrainingRun | None:
 def training_run_of_job(*, user: Any, job_id: str) -> TrainingRun | None:
     """The visible run that started the provider's job ``job_id``, if any."""
     return training_runs_visible(user=user).filter(provider_job_id=job_id).exclude(provider_job_id="").first()
+
+
+def pool_provider_name(*, organization: Organization | None) -> str:
+    """The provider that trains the pool: the organization's choice, else ``FINE_TUNING_PROVIDER``.
+
+    The one place a pool's provider is resolved; the global pool (``None``) always takes the
+    setting. A run records the name at its start, so a later change leaves it on its provider.
+    """
+    chosen = organization.training_provider if organization is not None else ""
+    return chosen or default_provider_name()
+
+
+def provider_get(*, name: str) -> FineTuningProvider:
+    """The provider called ``name``; 409 when it cannot be loaded (a pool's choice since removed)."""
+    try:
+        return get_provider(name)
+    except ImproperlyConfigured as exc:
+        raise Conflict(
+            f"This pool's training provider {name!r} cannot be used ({exc}); choose one of "
+            f"{', '.join(provider_names())} on the organization's admin page.",
+            code="provider_unavailable",
+            details={"provider": name, "providers": provider_names()},
+        ) from exc
+
+
+def provider_methods(*, provider: str) -> list[str]:
+    """The run methods ``provider`` trains with, in :class:`TrainingRun.Method` order."""
+    supported = provider_get(name=provider).supported_methods
+    return [method for method in TrainingRun.Method.values if method in supported]
+
+
+def provider_method_ensure(*, provider: str, method: str) -> None:
+    """Refuse with a 400 saying why, and what to do, a run method ``provider`` cannot train with."""
+    supported = provider_methods(provider=provider)
+    if method in supported:
+        return
+    others = [other for other in provider_names() if other != provider and _supports(other, method)]
+    switch = f", or switch the pool's training provider to {' or '.join(others)}" if others else ""
+    raise ApplicationError(
+        f"This pool trains on the {provider} provider, which cannot train with method {method!r} "
+        f"(it supports {', '.join(supported)}). Choose one of those{switch}.",
+        code="unsupported_method",
+        details={
+            "method": method,
+            "provider": provider,
+            "supported_methods": supported,
+            "providers_supporting": others,
+        },
+    )
+
+
+def _supports(name: str, method: str) -> bool:
+    try:
+        return method in get_provider(name).supported_methods
+    except ImproperlyConfigured:
+        return False
+
+
+def provider_wind_down_notice(*, provider: str) -> str:
+    """What an operator must know about a pool on ``provider``: OpenAI's wind-down dates, else ""."""
+    if provider != "openai":
+        return ""
+    # Imported only for an OpenAI pool: the module loads the openai client.
+    from training.providers.openai import FINE_TUNED_MODELS_SHUTDOWN, FINE_TUNING_JOBS_END, WIND_DOWN_BASE_MODELS
+
+    return (
+        f"OpenAI stops new fine-tuning jobs on {FINE_TUNING_JOBS_END.isoformat()} and shuts down "
+        f"{' and '.join(WIND_DOWN_BASE_MODELS)} and their fine-tunes on {FINE_TUNED_MODELS_SHUTDOWN.isoformat()}. "
+        "Switch this pool's training provider to openweights on the organization's admin page: "
+        "its next run trains there, and its OpenAI models keep serving until the shutdown."
+    )
+
+
+def provider_reports_loss(*, provider: str) -> bool:
+    """Whether runs on ``provider`` measure losses (``local`` does not: it trains no network)."""
+    try:
+        return get_provider(provider or None).reports_loss
+    except ImproperlyConfigured:
+        return True
 
 
 def training_run_provider(*, run: TrainingRun) -> FineTuningProvider:
@@ -188,6 +280,6 @@ def version_taken(*, organization_id: uuid.UUID | None, version: str, run_pk: uu
 
 
 def training_run_eligible_examples(*, run: TrainingRun) -> int:
-    """How many examples the run's export would write (positives for SFT, pairs for DPO)."""
+    """How many examples the run's export would write (positives for SFT, pairs for DPO, both classes for KTO)."""
     counts = dataset_counts(run.organization_id, run.min_quality_score)
-    return counts["dpo" if run.method == TrainingRun.Method.DPO else "sft"]
+    return counts[METHOD_COUNTS.get(run.method, "sft")]

@@ -35,6 +35,11 @@ class TrainingRunSerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
     organization_id = serializers.UUIDField(allow_null=True, help_text="Empty for the global model.")
     method = serializers.CharField()
+    provider = serializers.CharField(help_text="The provider the run trains on, chosen by its pool at its start.")
+    metrics = serializers.DictField(
+        help_text="Figures the provider measured beyond loss checkpoints (the local provider: examples, "
+        "segments, validation coverage); empty when it reports none."
+    )
     min_quality_score = serializers.FloatField()
     deploy_immediately = serializers.BooleanField()
     ab_test_percentage = serializers.FloatField()

@@ -30,7 +30,7 @@ from training.heartbeat import claim_heartbeat
 from training.models import TrainingRun
 from training.providers import JobInfo, ProviderError, get_provider
 from training.schedules import ADVANCE_TASK, poll_schedule, poll_unschedule, resume_schedule_once
-from training.selectors import training_run_provider
+from training.selectors import pool_provider_name, provider_method_ensure, training_run_provider
 from training.steps import step_export, step_register, step_test, step_upload, version_ensure_free
 from training.transitions import (
     Claim,
@@ -69,6 +69,9 @@ def training_run_start(
 ) -> TrainingRun:
     """Create a training run for ``organization`` (``None``: the global model) and enqueue it.
 
+    The run trains on the pool's provider (the organization's choice, else the setting), which
+    it keeps whatever changes later; a method that provider lacks is refused with a 400.
+
     One run may be active per pool: a second start is refused with :class:`Conflict`, by a
     check for a clear message and by the database constraint for two starts that race.
     """
@@ -85,7 +88,7 @@ def training_run_start(
         ab_test_percentage=ab_test_percentage,
         validation_percent=validation_percent,
         triggered_by=triggered_by,
-        provider=settings.FINE_TUNING_PROVIDER or "local",
+        provider=pool_provider_name(organization=organization),
         **actor_fields(actor),
     )
     _validate_new_run(run)
@@ -105,7 +108,7 @@ def _refuse_second_run(pool: str) -> None:
 
 
 def _validate_new_run(run: TrainingRun) -> None:
-    """Refuse out-of-range parameters and taken versions with messages a person can act on."""
+    """Refuse out-of-range parameters, taken versions and the provider's missing methods, with clear messages."""
     errors: dict[str, str] = {}
     if not 0 <= run.min_quality_score <= 1:
         errors["min_quality_score"] = "Must be between 0 and 1."
@@ -122,6 +125,7 @@ def _validate_new_run(run: TrainingRun) -> None:
     # The constraints were checked above with clearer messages; a start that races past those
     # checks meets them in the database on insert, and gets a Conflict rather than a form error.
     run.full_clean(validate_constraints=False)
+    provider_method_ensure(provider=run.provider, method=run.method)
 
 
 def _insert(run: TrainingRun) -> None:
@@ -249,12 +253,13 @@ def _waited_too_long(run: TrainingRun) -> bool:
 
 
 def _job_report(run: TrainingRun) -> tuple[JobInfo, dict[str, Any]]:
-    """The job and the columns a poll records: provider status, model, tokens, events, checkpoints."""
+    """The job and the columns a poll records: provider status, model, tokens, events, checkpoints, metrics."""
     provider = training_run_provider(run=run)
     job = provider.get_job(run.provider_job_id)
     events = [asdict(event) for event in provider.list_events(run.provider_job_id)]
     checkpoints = [asdict(checkpoint) for checkpoint in provider.list_checkpoints(run.provider_job_id)]
     report = {
+        "metrics": provider.job_metrics(run.provider_job_id),
         "provider_status": job.status,
         "fine_tuned_model": job.fine_tuned_model or "",
         "trained_tokens": job.trained_tokens,

@@ -55,7 +55,7 @@ def step_export(*, run: TrainingRun, claim: Claim) -> bool:
     eligible = training_run_eligible_examples(run=run)
     minimum = settings.TRAINING_MIN_EXAMPLES
     if eligible < minimum:
-        what = "DPO pairs" if run.method == TrainingRun.Method.DPO else "positive examples"
+        what = {"dpo": "DPO pairs", "kto": "KTO examples"}.get(run.method, "positive examples")
         reason = (
             f"Only {eligible} eligible {what} (quality >= {run.min_quality_score}); at least {minimum} are "
             "needed (TRAINING_MIN_EXAMPLES)."
@@ -81,7 +81,7 @@ def _export(run: TrainingRun) -> ExportResult:
             directory / f"{run.pk}.jsonl",
             organization_id=run.organization_id,
             min_quality_score=run.min_quality_score,
-            method=cast(Literal["sft", "dpo"], run.method),
+            method=cast(Literal["sft", "dpo", "kto"], run.method),
             validation_percent=run.validation_percent,
             include_metadata=run.provider in METADATA_PROVIDERS,
             n_epochs=DEFAULT_HYPERPARAMETERS["n_epochs"],

@@ -73,15 +73,23 @@ def test_the_list_shows_status_timings_counts_cost_and_model(operator: Client, o
     assert reverse("admin:registry_registeredmodel_change", args=[run.registered_model_id]) in page
 
 
-def test_the_run_page_shows_events_checkpoint_metrics_and_the_test_output(
+def test_the_run_page_shows_events_measured_metrics_and_the_test_output_and_no_loss_on_local(
     operator: Client, organization: Organization
 ) -> None:
     run = drive(start(organization))
     page = operator.get(reverse("admin:training_trainingrun_change", args=[run.pk])).content.decode()
     assert "The job has successfully completed" in page
-    assert "<th>train loss</th>" in page and f"<td>{run.checkpoints[0]['train_loss']:.4f}</td>" in page
-    assert "<td>12</td>" in page  # the first checkpoint's step
+    assert run.checkpoints == [] and "<th>train loss</th>" not in page
+    assert "None: the local provider trains no network, so it has no loss to report." in page
+    assert "<td>training_examples</td><td>12</td>" in page  # a measured figure, not a made-up one
     assert run.test_output.splitlines()[0] in page
+
+
+def test_the_run_page_of_a_provider_that_measures_losses_shows_its_checkpoints(operator: Client) -> None:
+    checkpoint = {"step": 12, "train_loss": 0.8123, "valid_loss": None, "train_mean_token_accuracy": 0.61}
+    run = TrainingRunFactory.create(provider="openai", checkpoints=[checkpoint])
+    page = operator.get(reverse("admin:training_trainingrun_change", args=[run.pk])).content.decode()
+    assert "<th>train loss</th>" in page and "<td>0.8123</td>" in page and "<td>12</td>" in page
 
 
 def test_the_list_shows_when_an_openai_base_model_shuts_down(

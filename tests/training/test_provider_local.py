@@ -115,17 +115,18 @@ def test_a_job_advances_one_state_per_poll_to_succeeded(provider: LocalProvider,
     assert done.error is None and done.estimated_finish is None
 
 
-def test_it_records_events_checkpoints_and_trained_tokens(provider: LocalProvider, tmp_path: Path) -> None:
-    lines = EXAMPLES * 10  # 60 examples: "auto" means 3 epochs
+def test_it_records_events_and_the_tokens_it_read_once_and_claims_no_loss(
+    provider: LocalProvider, tmp_path: Path
+) -> None:
+    lines = EXAMPLES * 10  # 60 examples: "auto" would mean 3 epochs, but a retrieval model reads them once
     job_id = start_job(provider, write_jsonl(tmp_path / "train.jsonl", lines))
     for _ in range(3):
         provider.get_job(job_id)
 
     info = provider.get_job(job_id)
     events = [event.message for event in provider.list_events(job_id)]
-    checkpoints = provider.list_checkpoints(job_id)
 
-    assert info.trained_tokens == sum(count_example_tokens(line, BASE_MODEL) for line in lines) * 3
+    assert info.trained_tokens == sum(count_example_tokens(line, BASE_MODEL) for line in lines)
     assert events[0] == f"Created fine-tuning job: {job_id}"
     assert "Training file validated: 60 examples. Job queued." in events
     assert "Fine-tuning job started" in events
@@ -133,19 +134,53 @@ def test_it_records_events_checkpoints_and_trained_tokens(provider: LocalProvide
         f"New fine-tuned model created: {info.fine_tuned_model}",
         "The job has successfully completed",
     ]
-    assert [checkpoint.step for checkpoint in checkpoints] == [60, 120, 180]
-    losses = [checkpoint.train_loss or 0.0 for checkpoint in checkpoints]
-    assert losses == sorted(losses, reverse=True) and len(set(losses)) == 3
-    assert checkpoints[0].valid_loss is None
+    assert provider.list_checkpoints(job_id) == []
+    assert not any("loss=" in event for event in events)
+    assert not any("loss" in name or "accuracy" in name for name in provider.job_metrics(job_id))
+    assert provider.reports_loss is False
 
 
-def test_given_epochs_multiply_the_trained_tokens(provider: LocalProvider, tmp_path: Path) -> None:
-    job_id = start_job(provider, write_jsonl(tmp_path / "train.jsonl", EXAMPLES), hyperparameters={"n_epochs": 2})
+def test_it_measures_segments_and_exemplars_per_segment_on_a_known_dataset(
+    provider: LocalProvider, trained_model: str
+) -> None:
+    (job_id,) = [path.stem for path in (Path(provider.root) / "jobs").glob("*.json")]
 
-    info = [provider.get_job(job_id) for _ in range(3)][-1]
+    metrics = provider.job_metrics(job_id)
 
-    assert info.trained_tokens == sum(count_example_tokens(line, BASE_MODEL) for line in EXAMPLES) * 2
-    assert len(provider.list_checkpoints(job_id)) == 2
+    # Finest segments: SaaS/VP Sales/PAS (2 texts), SaaS/VP Sales/AIDA, SaaS/CTO, Fintech/CFO (1 each), and the
+    # unformatted prompt's, the whole pool (5 of its 6 texts, the cap).
+    assert metrics == {
+        "training_examples": 6,
+        "segments": 5,
+        "exemplars_per_segment_min": 1,
+        "exemplars_per_segment_mean": 2.0,
+        "exemplars_per_segment_max": 5,
+    }
+    assert "Exemplar model built from 6 examples: 5 segments, 1 to 5 exemplars each (mean 2.0)." in " ".join(
+        event.message for event in provider.list_events(job_id)
+    )
+
+
+def test_it_measures_the_segment_coverage_of_the_validation_prompts(provider: LocalProvider, tmp_path: Path) -> None:
+    validation = [
+        sft(prompt("SaaS", "VP Sales"), "held out 1"),  # its own segment was trained
+        sft(prompt("Fintech", "CFO"), "held out 2"),  # trained
+        sft(prompt("Healthcare", "CEO"), "held out 3"),  # unseen industry: only the whole pool answers
+        sft(prompt("Fintech", "CFO", "AIDA", "casual"), "held out 4"),  # backs off to Fintech/CFO
+    ]
+    validation_file = provider.upload_training_file(write_jsonl(tmp_path / "valid.jsonl", validation))
+    job_id = start_job(provider, write_jsonl(tmp_path / "train.jsonl", EXAMPLES), validation_file=validation_file)
+    for _ in range(3):
+        provider.get_job(job_id)
+
+    metrics = provider.job_metrics(job_id)
+
+    assert metrics["validation_prompts"] == 4
+    assert metrics["validation_prompts_in_trained_segment"] == 2
+    assert metrics["validation_segment_coverage"] == 0.5
+    assert "Validation: 2 of 4 prompts fall in a segment seen in training (coverage 0.5)." in [
+        event.message for event in provider.list_events(job_id)
+    ]
 
 
 def test_jobs_live_on_disk_and_survive_a_new_provider(provider: LocalProvider, tmp_path: Path, settings: Any) -> None:

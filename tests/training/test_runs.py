@@ -90,7 +90,8 @@ def test_a_whole_cycle_on_the_local_provider_runs_through_django_q(
     assert run.dataset_path == f"training_data/{run.pool}/{run.pk}.jsonl"  # a storage name, not a local path
     assert dataset_storage().exists(run.dataset_path) and len(run.dataset_sha256) == 64
     assert any("successfully completed" in event["message"] for event in run.events)
-    assert [checkpoint["step"] for checkpoint in run.checkpoints] == [12, 24, 36]
+    assert run.checkpoints == []  # a retrieval model has no loss to report
+    assert run.metrics["training_examples"] == 12 and run.metrics["segments"] >= 1
     assert run.test_output.startswith("Subject: ")
     model = run.registered_model
     assert model is not None and model.status == RegisteredModel.Status.READY

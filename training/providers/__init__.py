@@ -38,9 +38,23 @@ __all__ = [
     "JobInfo",
     "ProviderError",
     "build_method",
+    "default_provider_name",
     "get_provider",
+    "provider_names",
     "suffix_for",
 ]
+
+
+def default_provider_name() -> str:
+    """The provider of a pool that chose none: ``FINE_TUNING_PROVIDER``, "local" when unset."""
+    return str(getattr(settings, "FINE_TUNING_PROVIDER", "local") or "local")
+
+
+def provider_names() -> list[str]:
+    """The providers a pool may choose: the registered names, and the setting's own value if it is a path."""
+    names = sorted(PROVIDERS)
+    default = default_provider_name()
+    return names if default in names else [*names, default]
 
 
 def get_provider(name: str | None = None) -> FineTuningProvider:
@@ -49,7 +63,7 @@ def get_provider(name: str | None = None) -> FineTuningProvider:
     Modules load lazily so that choosing "local" never imports the openai client, and a typo in
     the setting fails loudly as ImproperlyConfigured rather than as a job that never starts.
     """
-    chosen = name or getattr(settings, "FINE_TUNING_PROVIDER", "local") or "local"
+    chosen = name or default_provider_name()
     path = PROVIDERS.get(chosen, chosen)
     if "." not in path:
         known = ", ".join(sorted(PROVIDERS))

@@ -119,6 +119,9 @@ class FineTuningProvider(ABC):
     name: str = ""
     # The dataset methods this provider trains on; ``ensure_method_supported`` refuses others.
     supported_methods: frozenset[str] = frozenset({"sft", "dpo"})
+    # Whether the provider trains a network and so measures losses; one that does not (``local``)
+    # reports its own measured figures through ``job_metrics`` and no checkpoints.
+    reports_loss: bool = True
 
     @abstractmethod
     def upload_training_file(self, path: str | Path, *, name: str | None = None) -> str:
@@ -177,6 +180,10 @@ class FineTuningProvider(ABC):
 
     def adapter_info(self, model_id: str) -> dict[str, Any]:
         """What the registry records about a trained adapter (sha256, base model); none by default."""
+        return {}
+
+    def job_metrics(self, job_id: str) -> dict[str, Any]:
+        """Figures measured by the job beyond its checkpoints, by name; none by default."""
         return {}
 
     def ensure_method_supported(self, method: str) -> None:

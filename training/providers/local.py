@@ -4,7 +4,8 @@ It is a retrieval model, not a language model. "Training" reads the dataset and 
 segment (industry, role, framework, tone, backing off to industry + role, industry, then the whole
 pool) the highest-quality assistant texts; ``complete()`` answers a prompt with the best exemplar
 of the prompt's segment. That is enough to run the loop end to end (register, test, route, A/B)
-with no network, and the answers are real messages from the best outcomes.
+with no network, and the answers are real messages from the best outcomes. It reports only what it
+measures (examples, segments, exemplars per segment, coverage of the validation prompts): no loss.
 
 Files, jobs and models are JSON files under ``MEDIA_ROOT/local_provider/``, each written to a
 temporary file and renamed, so a crash never leaves half a job behind. A file uploaded under a
@@ -184,27 +185,56 @@ def build_segments(examples: list[dict[str, Any]]) -> dict[str, list[str]]:
     return segments
 
 
-def made_up_checkpoints(model_id: str, epochs: int, steps_per_epoch: int, validated: bool) -> list[dict[str, Any]]:
-    """Return one checkpoint per epoch with a falling loss.
+def finest_segment(prompt: str) -> str:
+    """The prompt's finest segment key ("*" for a prompt that names no segment)."""
+    return segment_keys(segment_of(prompt))[0]
 
-    The numbers are made up, but deterministic: a retrieval model has no loss to measure, and
-    the admin and the orchestrator should still see the shape a real job reports.
+
+def model_metrics(segments: Mapping[str, list[str]], examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the exemplar model really holds: examples read, segments, exemplars per segment.
+
+    A segment here is the finest one an example falls in; its exemplars are the texts kept for it
+    (at most ``EXEMPLARS_PER_SEGMENT``). A retrieval model has no loss, so none is reported.
     """
-    checkpoints = []
-    for epoch in range(1, epochs + 1):
-        train_loss = round(1.6 * 0.55**epoch, 4)
-        valid_loss = round(train_loss * 1.15, 4) if validated else None
-        checkpoints.append(
-            {
-                "step": epoch * steps_per_epoch,
-                "train_loss": train_loss,
-                "valid_loss": valid_loss,
-                "train_mean_token_accuracy": round(1 / (1 + train_loss), 4),
-                "valid_mean_token_accuracy": round(1 / (1 + valid_loss), 4) if valid_loss is not None else None,
-                "fine_tuned_model_checkpoint": f"{model_id}:ckpt-step-{epoch * steps_per_epoch}",
-            }
+    finest = {finest_segment(prompt) for prompt, text in map(exemplar_of, examples) if text}
+    sizes = [len(segments.get(key, [])) for key in finest]
+    return {
+        "training_examples": len(examples),
+        "segments": len(finest),
+        "exemplars_per_segment_min": min(sizes, default=0),
+        "exemplars_per_segment_mean": round(sum(sizes) / len(sizes), 2) if sizes else 0,
+        "exemplars_per_segment_max": max(sizes, default=0),
+    }
+
+
+def validation_metrics(segments: Mapping[str, list[str]], validation: list[dict[str, Any]]) -> dict[str, Any]:
+    """How well the model covers the validation file's prompts, measured on every one of them.
+
+    ``validation_prompts_in_trained_segment`` counts the prompts whose own (finest) segment has
+    exemplars; the others are answered from a coarser segment, backing off as ``complete()`` does.
+    """
+    prompts = [exemplar_of(example)[0] for example in validation]
+    own = sum(1 for prompt in prompts if segments.get(finest_segment(prompt)))
+    return {
+        "validation_prompts": len(prompts),
+        "validation_prompts_in_trained_segment": own,
+        "validation_segment_coverage": round(own / len(prompts), 4) if prompts else None,
+    }
+
+
+def metrics_events(metrics: Mapping[str, Any]) -> list[str]:
+    """The measured figures in words, for the job's events."""
+    lines = [
+        f"Exemplar model built from {metrics['training_examples']} examples: {metrics['segments']} segments, "
+        f"{metrics['exemplars_per_segment_min']} to {metrics['exemplars_per_segment_max']} exemplars each "
+        f"(mean {metrics['exemplars_per_segment_mean']}). A retrieval model has no training loss."
+    ]
+    if "validation_prompts" in metrics:
+        lines.append(
+            f"Validation: {metrics['validation_prompts_in_trained_segment']} of {metrics['validation_prompts']} "
+            f"prompts fall in a segment seen in training (coverage {metrics['validation_segment_coverage']})."
         )
-    return checkpoints
+    return lines
 
 
 def file_id_for(name: str) -> str:
@@ -225,6 +255,7 @@ class LocalProvider(FineTuningProvider):
     """Runs fine-tuning jobs offline and serves the exemplar models they produce."""
 
     name = "local"
+    reports_loss = False
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else Path(settings.MEDIA_ROOT) / "local_provider"
@@ -321,7 +352,7 @@ class LocalProvider(FineTuningProvider):
             "created_at": now(),
             "created_ns": time.time_ns(),
             "events": [],
-            "checkpoints": [],
+            "metrics": {},
         }
         add_event(job, f"Created fine-tuning job: {job_id}")
         add_event(job, f"Validating training file: {training_file}")
@@ -344,7 +375,13 @@ class LocalProvider(FineTuningProvider):
         return [JobEvent(**event) for event in self.load_job(job_id)["events"]]
 
     def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
-        return [Checkpoint(**checkpoint) for checkpoint in self.load_job(job_id)["checkpoints"]]
+        """None: a retrieval model has no loss, and a checkpoint without one would only pretend."""
+        self.load_job(job_id)  # an unknown job is still a 404
+        return []
+
+    def job_metrics(self, job_id: str) -> dict[str, Any]:
+        """What the job measured on its model: examples, segments, exemplars, validation coverage."""
+        return dict(self.load_job(job_id).get("metrics", {}))
 
     def cancel_job(self, job_id: str) -> JobInfo:
         """Cancel a job that has not ended; an ended job is returned unchanged."""
@@ -388,32 +425,43 @@ class LocalProvider(FineTuningProvider):
         add_event(job, "Fine-tuning job started")
 
     def finish(self, job: dict[str, Any]) -> None:
-        """running → succeeded: build and store the exemplar model, count the trained tokens."""
+        """running → succeeded: build and store the exemplar model, record what it measured."""
         hyperparameters = job["method"][job["method"]["type"]]["hyperparameters"]
         try:
             examples = self.examples(job)
-            # The same rule as the cost estimate, so trained tokens match what was estimated.
-            epochs = resolve_epochs(len(examples), hyperparameters.get("n_epochs", "auto"))
+            validation = self.validation_examples(job)
+            resolve_epochs(len(examples), hyperparameters.get("n_epochs", "auto"))  # refuse what OpenAI refuses
         except ValueError as exc:  # a DatasetError, or n_epochs out of range
             fail(job, str(exc))
             return
         model_id = f"ft:{job['model']}:local:{job['suffix']}:{job['id'].removeprefix('ftjob-')[:8]}"
-        self.save_model(model_id, job, examples)
-        job["checkpoints"] = made_up_checkpoints(model_id, epochs, len(examples), bool(job["validation_file"]))
-        for checkpoint in job["checkpoints"]:
-            add_event(job, f"Step {checkpoint['step']}: training loss={checkpoint['train_loss']}")
+        segments = self.save_model(model_id, job, examples)
+        job["metrics"] = model_metrics(segments, examples)
+        if validation is not None:
+            job["metrics"].update(validation_metrics(segments, validation))
+        for line in metrics_events(job["metrics"]):
+            add_event(job, line)
+        # The tokens of every example read, once: building the model reads the file once, whatever n_epochs says.
         tokens = sum(count_example_tokens(example, job["model"]) for example in examples)
         job.update(
             status="succeeded",
             fine_tuned_model=model_id,
-            trained_tokens=tokens * epochs,
+            trained_tokens=tokens,
             finished_at=now(),
             estimated_finish=None,
         )
         add_event(job, f"New fine-tuned model created: {model_id}")
         add_event(job, "The job has successfully completed")
 
-    def save_model(self, model_id: str, job: Mapping[str, Any], examples: list[dict[str, Any]]) -> None:
+    def validation_examples(self, job: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """The validation file's examples, or None when the job has none."""
+        if not job.get("validation_file"):
+            return None
+        return read_examples(self.file_path(job["validation_file"]), job["method"]["type"])
+
+    def save_model(self, model_id: str, job: Mapping[str, Any], examples: list[dict[str, Any]]) -> dict[str, list[str]]:
+        """Store the exemplar model; return its segments."""
+        segments = build_segments(examples)
         model = {
             "id": model_id,
             "kind": "exemplar-retrieval",
@@ -421,9 +469,10 @@ class LocalProvider(FineTuningProvider):
             "base_model": job["model"],
             "created_at": now(),
             "examples": len(examples),
-            "segments": build_segments(examples),
+            "segments": segments,
         }
         write_json_atomic(self.model_path(model_id), model)
+        return segments
 
 
 def add_event(job: dict[str, Any], message: str, level: str = "info") -> None:

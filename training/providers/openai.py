@@ -33,6 +33,13 @@ from training.providers.base import (
 
 logger = logging.getLogger(__name__)
 
+# OpenAI's wind-down of self-serve fine-tuning: no new fine-tuning jobs from this day, and these base
+# models with every fine-tune of them shut down on the next. A pool still on this provider must move
+# to another (``openweights``) before then; the admin shows these dates on such pools.
+FINE_TUNING_JOBS_END = date(2027, 1, 6)
+FINE_TUNED_MODELS_SHUTDOWN = date(2027, 1, 14)
+WIND_DOWN_BASE_MODELS = ("gpt-4o", "gpt-4.1")
+
 SHUTDOWN_CACHE_SECONDS = 3600
 EVENTS_PAGE_SIZE = 100
 CHECKPOINTS_PAGE_SIZE = 100

@@ -32,7 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--organization", metavar="ID_OR_SLUG", help="The organization (default: the global pool).")
         parser.add_argument("--model-version", metavar="vX.Y.Z", help="Default: the pool's next version.")
         parser.add_argument("--min-quality-score", type=float, default=0.6, metavar="X")
-        parser.add_argument("--method", choices=["sft", "dpo"], default="sft")
+        parser.add_argument(
+            "--method", choices=TrainingRun.Method.values, default="sft", help="Only the pool provider's methods."
+        )
         parser.add_argument("--validation-percent", type=float, default=0, metavar="P")
         parser.add_argument("--deploy-immediately", action="store_true", help="Start an A/B test of the new model.")
         parser.add_argument("--ab-test-percentage", type=float, default=10.0, metavar="P")

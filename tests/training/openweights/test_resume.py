@@ -37,23 +37,23 @@ def test_a_trainer_killed_after_its_first_epoch_resumes_from_the_checkpoint_and_
 ) -> None:
     provider: Any = get_provider("openweights")
     queued: list[str] = []
-    job = long_job(provider, tmp_path, monkeypatch, queued, examples=24, n_epochs=2)
+    job = long_job(provider, tmp_path, monkeypatch, queued, examples=16, n_epochs=2)
     queued.clear()  # the first enqueue, by create_job
     runner.launch(job, runner.run_config(job))  # the worker's part, without the worker
-    wait_for(lambda: bool(read_lines(job.files.checkpoints)) and max(training_steps(job)) >= 26)
+    wait_for(lambda: bool(read_lines(job.files.checkpoints)) and max(training_steps(job)) >= 18)
     os.killpg(int(json.loads((job.directory / jobs.PROCESS).read_text())["pgid"]), signal.SIGKILL)
-    replayed = max(training_steps(job)) - 24
+    replayed = max(training_steps(job)) - 16
     openweights.OPENWEIGHTS_HEARTBEAT_TIMEOUT = 0.5
     time.sleep(0.6)
     assert provider.get_job(job.id).status == "running"
     assert queued == [job.id]
-    assert "Resuming from checkpoint-24 (1 of 2)" in provider.list_events(job.id)[-1].message
+    assert "Resuming from checkpoint-16 (1 of 2)" in provider.list_events(job.id)[-1].message
     openweights.OPENWEIGHTS_HEARTBEAT_TIMEOUT = 30
     assert runner.run_job(job.id) == "succeeded"
     finished = provider.get_job(job.id)
     assert (finished.status, finished.error) == ("succeeded", None)
-    assert replayed >= 2 and training_steps(job) == list(range(1, 49))  # the replayed steps are not written twice
-    assert [checkpoint.step for checkpoint in provider.list_checkpoints(job.id)] == [24, 48]
+    assert replayed >= 2 and training_steps(job) == list(range(1, 33))  # the replayed steps are not written twice
+    assert [checkpoint.step for checkpoint in provider.list_checkpoints(job.id)] == [16, 32]
     rows = read_lines(job.files.checkpoints)
     assert finished.trained_tokens == rows[-1]["trained_tokens"] > rows[0]["trained_tokens"] > 0
     assert provider.adapter_info(str(finished.fine_tuned_model))["sha256"] == job.state()["adapter_sha256"]

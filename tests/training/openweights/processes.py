@@ -10,7 +10,7 @@ import pytest
 
 from tests.training.openweights.examples import sft_lines, write_jsonl
 from training.openweights.files import read_json, read_lines
-from training.providers.openweights import jobs, runner
+from training.providers.openweights import jobs
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
@@ -37,8 +37,8 @@ def long_job(
     examples: int = 16,
     n_epochs: int = 50,
 ) -> jobs.Job:
-    """A job long enough to still run when the test acts; enqueueing only records its id."""
-    monkeypatch.setattr(runner, "job_enqueue", queued.append)
+    """A job long enough to still run when the test acts; enqueueing (first or to resume) only records its id."""
+    monkeypatch.setattr(jobs, "job_enqueue", queued.append)
     training_file = provider.upload_training_file(write_jsonl(tmp_path / "train.jsonl", sft_lines(examples)))
     job_id = provider.create_job(
         training_file=training_file, model="tiny", hyperparameters={"n_epochs": n_epochs, "batch_size": 1}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django_q.tasks import async_task
 from rest_framework import status
 
 from training.openweights.files import RunFiles, read_json, read_lines, write_json_atomic
@@ -74,6 +75,12 @@ class Job:
     def attempt(self) -> int:
         """How many times the job has been resumed (0 for its first run)."""
         return int(self.state().get("resumes") or 0)
+
+
+def job_enqueue(job_id: str) -> None:
+    """Queue the job's task, ``runner.run_job``, on ``OPENWEIGHTS_Q_CLUSTER`` (the normal cluster if blank)."""
+    cluster = str(getattr(settings, "OPENWEIGHTS_Q_CLUSTER", "") or "") or None
+    async_task("training.providers.openweights.runner.run_job", job_id, cluster=cluster, task_name=f"train-{job_id}")
 
 
 def job_create(request: dict[str, Any]) -> Job:
@@ -170,12 +177,10 @@ def job_recover(job: Job, *, reason: str, attempt: int) -> dict[str, Any]:
             else (f"It was resumed {attempt} times already (OPENWEIGHTS_MAX_RESUMES is {max_resumes()}).")
         )
         return fail(job, f"{reason} {why}")
-    job.files.event(f"{reason} Resuming from {checkpoint.name} ({attempt + 1} of {max_resumes()}).", level="warning")
+    job.files.event(f"{reason} Resuming from {checkpoint.name} ({attempt + 1} of {max_resumes()}).", level="warn")
     job.files.write_status(RESUMING, resumes=attempt + 1, resume_from=str(checkpoint))
     try:
-        from training.providers.openweights import runner  # the task module imports this one
-
-        runner.job_enqueue(job.id)
+        job_enqueue(job.id)
     except Exception as exc:
         return fail(job, f"{reason} It could not be queued again to resume: {exc}")
     return job.state()

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django_q.tasks import async_task
 
 from training.openweights.config import RunConfig
 from training.openweights.files import write_json_atomic
 from training.providers.base import TERMINAL_STATUSES
-from training.providers.openweights import artifacts
+from training.providers.openweights import artifacts, jobs
 from training.providers.openweights.jobs import (
     CLAIM,
     LOG,
@@ -45,8 +44,7 @@ LOG_TAIL_CHARS = 2000
 
 def job_enqueue(job_id: str) -> None:
     """Queue :func:`run_job` on the open-weights cluster (synchronously under ``Q_SYNC``)."""
-    cluster = str(getattr(settings, "OPENWEIGHTS_Q_CLUSTER", "") or "") or None
-    async_task("training.providers.openweights.runner.run_job", job_id, cluster=cluster, task_name=f"train-{job_id}")
+    jobs.job_enqueue(job_id)
 
 
 def claim(job: Job, attempt: int = 0) -> bool:

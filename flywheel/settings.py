@@ -313,6 +313,8 @@ OPENWEIGHTS_CACHE_DIR: str = env.str("OPENWEIGHTS_CACHE_DIR", default="")  # bla
 OPENWEIGHTS_HEARTBEAT_SECONDS: float = env.float("OPENWEIGHTS_HEARTBEAT_SECONDS", default=10.0)
 OPENWEIGHTS_HEARTBEAT_TIMEOUT: float = env.float("OPENWEIGHTS_HEARTBEAT_TIMEOUT", default=300.0)
 OPENWEIGHTS_CANCEL_GRACE: float = env.float("OPENWEIGHTS_CANCEL_GRACE", default=5.0)
+# How many times a job whose trainer died is resumed from its last epoch checkpoint before it fails.
+OPENWEIGHTS_MAX_RESUMES: int = env.int("OPENWEIGHTS_MAX_RESUMES", default=2)
 OPENWEIGHTS_LORA_RANK: int = env.int("OPENWEIGHTS_LORA_RANK", default=16)
 OPENWEIGHTS_LORA_ALPHA: int = env.int("OPENWEIGHTS_LORA_ALPHA", default=32)
 OPENWEIGHTS_LORA_DROPOUT: float = env.float("OPENWEIGHTS_LORA_DROPOUT", default=0.05)

@@ -54,6 +54,7 @@ class RunConfig:
     dtype: str = AUTO
     save_checkpoints: bool = True
     max_steps: int = -1
+    resume_from_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

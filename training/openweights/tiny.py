@@ -26,7 +26,15 @@ BODIES = (
 )
 SHAPES: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
-    "qwen2.5-0.5b": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14},
+    # Qwen2.5-0.5B's shape (about 494M parameters with its 151,936-entry tied embedding).
+    "qwen2.5-0.5b": {
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "vocab_size": 151_936,
+    },
 }
 
 
@@ -59,17 +67,22 @@ def build_tokenizer(vocab_size: int = 512) -> Any:
     return tokenizer
 
 
-def build_model(directory: str | Path, *, shape: str = "tiny", seed: int = 0, vocab_size: int = 512) -> Path:
-    """Save a random Qwen2 model of ``shape`` and its tokenizer into ``directory``; return it."""
+def build_model(
+    directory: str | Path, *, shape: str = "tiny", seed: int = 0, vocab_size: int = 512, dtype: str = "float32"
+) -> Path:
+    """Save a random Qwen2 model of ``shape`` and its tokenizer into ``directory``; return it.
+
+    A shape may give the embedding more rows than the small tokenizer has ids (the real model's
+    vocabulary size, so that the embedding and the LM head cost what they cost there).
+    """
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     target = Path(directory)
     tokenizer = build_tokenizer(vocab_size)
-    dims = SHAPES[shape]
+    dims = {"num_key_value_heads": max(1, SHAPES[shape]["num_attention_heads"] // 2), **SHAPES[shape]}
+    dims["vocab_size"] = max(len(tokenizer), int(dims.get("vocab_size", 0)))
     config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        num_key_value_heads=max(1, dims["num_attention_heads"] // 2),
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         eos_token_id=tokenizer.eos_token_id,
@@ -78,7 +91,7 @@ def build_model(directory: str | Path, *, shape: str = "tiny", seed: int = 0, vo
         **dims,
     )
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
+    model = AutoModelForCausalLM.from_config(config).to(getattr(torch, dtype))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(target)
@@ -91,8 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("directory")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args(argv)
-    print(build_model(args.directory, shape=args.shape, seed=args.seed))
+    print(build_model(args.directory, shape=args.shape, seed=args.seed, dtype=args.dtype))
 
 
 if __name__ == "__main__":

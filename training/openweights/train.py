@@ -3,8 +3,10 @@
 It loads the base model from a local directory, wraps it in a LoRA adapter (PEFT) and trains it
 with TRL's trainer for the run's method (SFT with the loss on assistant tokens only, DPO on pairs,
 KTO on unpaired desirable and undesirable completions). It beats a heartbeat from start to end,
-writes loss events and per-epoch checkpoints, saves the final adapter, and leaves the status
-"trained" (the provider turns that into "succeeded" once the adapter is stored) or "failed".
+writes loss events and per-epoch checkpoints (resumable: adapter, optimizer, scheduler and random
+state), saves the final adapter, and leaves the status "trained" (the provider turns that into
+"succeeded" once the adapter is stored) or "failed". With ``resume_from_checkpoint`` it goes on
+from that checkpoint where a killed trainer left off.
 Run it under ``accelerate launch -m training.openweights.train`` for several GPUs.
 """
 
@@ -13,11 +15,12 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from training.openweights.config import Resolved, RunConfig, resolve
 from training.openweights.data import read_rows
-from training.openweights.files import Heartbeat, RunFiles
+from training.openweights.files import Heartbeat, RunFiles, read_lines
 
 
 def is_main_process() -> bool:
@@ -121,15 +124,25 @@ def build_trainer(config: RunConfig, files: RunFiles, callback: Any) -> tuple[An
     return trainer, len(rows)
 
 
+def tokens_at(files: RunFiles, checkpoint: str | None) -> int:
+    """The tokens trained up to ``checkpoint``, as its row in the checkpoints file says (0 if none)."""
+    rows = [row for row in read_lines(files.checkpoints) if checkpoint and row.get("path") == checkpoint]
+    value = rows[-1].get("trained_tokens") if rows else None
+    return int(value) if isinstance(value, int | float) else 0
+
+
 def train(config: RunConfig, files: RunFiles) -> dict[str, Any]:
-    """Train, save the final adapter, and return what the status file records."""
+    """Train (or resume), save the final adapter, and return what the status file records."""
     from training.openweights.callbacks import ProgressCallback
 
-    callback = ProgressCallback(files)
+    resume = config.resume_from_checkpoint
+    callback = ProgressCallback(files, tokens_before=tokens_at(files, resume))
     trainer, n_examples = build_trainer(config, files, callback)
     files.write_status("running", pid=os.getpid(), examples=n_examples)
+    if resume and is_main_process():
+        files.event(f"Resuming from {Path(resume).name}: its adapter, optimizer, scheduler and data order.")
     started = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
     if is_main_process():
         trainer.save_model(str(files.adapter))

@@ -4,49 +4,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.training.openweights.examples import sft_lines, write_jsonl
-from training.openweights.files import read_json, read_lines
+from tests.training.openweights.processes import gone, long_job, training_pid
 from training.providers import get_provider
 from training.providers.openweights import jobs, runner
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def training_pid(job: jobs.Job) -> int:
-    """Wait until the trainer has logged its first training step and return its pid."""
-    wait_for(lambda: any(row.get("step") for row in read_lines(job.files.events)))
-    pid = int(read_json(job.directory / jobs.PROCESS)["pid"])
-    assert read_json(job.files.heartbeat)["pid"] == pid  # the trainer beats, not its supervisor
-    return pid
-
-
-def long_job(provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queued: list[str]) -> jobs.Job:
-    """A job long enough to still run when the test acts; enqueueing only records its id."""
-    monkeypatch.setattr(runner, "job_enqueue", queued.append)
-    training_file = provider.upload_training_file(write_jsonl(tmp_path / "train.jsonl", sft_lines(16)))
-    job_id = provider.create_job(
-        training_file=training_file, model="tiny", hyperparameters={"n_epochs": 50, "batch_size": 1}
-    )
-    return jobs.job_get(job_id)
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_cancel_ends_the_trainer_process_and_the_job_is_cancelled(
@@ -82,6 +47,7 @@ def test_a_trainer_killed_with_its_worker_fails_the_job_once_its_heartbeat_is_st
     failed = provider.get_job(job.id)
     assert failed.status == "failed"
     assert failed.error is not None and "no heartbeat" in failed.error
+    assert "no checkpoint to resume from" in failed.error  # killed in its first epoch
     assert provider.list_events(job.id)[-1].level == "error"
 
 

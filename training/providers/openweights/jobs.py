@@ -3,8 +3,12 @@
 A job is ``OPENWEIGHTS_JOBS_DIR/<job id>/`` holding ``job.json`` (the request), the trainer's
 files (:mod:`training.openweights.files`), ``process.json`` (where the trainer runs) and, once
 asked, a ``cancel`` marker. Every reader derives the state from them; a running job whose
-heartbeat is older than ``OPENWEIGHTS_HEARTBEAT_TIMEOUT`` seconds has lost its trainer and is
-failed on the spot, so no job stays "running" forever.
+heartbeat is older than ``OPENWEIGHTS_HEARTBEAT_TIMEOUT`` seconds has lost its trainer.
+
+A lost trainer is recovered on the spot by whichever reader sees it first (one ``recovered-<n>``
+marker per attempt, created exclusively, so two pollers never both act): the job is queued again
+to resume from its last epoch checkpoint, at most ``OPENWEIGHTS_MAX_RESUMES`` times, and fails
+with the reason when there is no checkpoint or no resume left. No job stays "running" forever.
 """
 
 import os
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django_q.tasks import async_task
 from rest_framework import status
 
 from training.openweights.files import RunFiles, read_json, read_lines, write_json_atomic
@@ -28,7 +33,9 @@ PROCESS = "process.json"
 CANCEL = "cancel"
 CLAIM = "claim"
 LOG = "trainer.log"
+RECOVERED = "recovered-{attempt}"
 RUNNING = frozenset({"running", "trained"})  # "trained": the adapter is saved, not yet stored
+RESUMING = "resuming"  # queued again to resume from a checkpoint; reads "running"
 
 
 def jobs_dir() -> Path:
@@ -39,6 +46,10 @@ def jobs_dir() -> Path:
 
 def heartbeat_timeout() -> float:
     return float(getattr(settings, "OPENWEIGHTS_HEARTBEAT_TIMEOUT", 300))
+
+
+def max_resumes() -> int:
+    return max(0, int(getattr(settings, "OPENWEIGHTS_MAX_RESUMES", 2)))
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,17 @@ class Job:
 
     def state(self) -> dict[str, Any]:
         return read_json(self.files.status)
+
+    @property
+    def attempt(self) -> int:
+        """How many times the job has been resumed (0 for its first run)."""
+        return int(self.state().get("resumes") or 0)
+
+
+def job_enqueue(job_id: str) -> None:
+    """Queue the job's task, ``runner.run_job``, on ``OPENWEIGHTS_Q_CLUSTER`` (the normal cluster if blank)."""
+    cluster = str(getattr(settings, "OPENWEIGHTS_Q_CLUSTER", "") or "") or None
+    async_task("training.providers.openweights.runner.run_job", job_id, cluster=cluster, task_name=f"train-{job_id}")
 
 
 def job_create(request: dict[str, Any]) -> Job:
@@ -107,7 +129,7 @@ def stale_reason(job: Job, state: dict[str, Any]) -> str | None:
 
 
 def current_status(job: Job) -> dict[str, Any]:
-    """The job's state now: cancelled once asked, failed once its heartbeat went stale."""
+    """The job's state now: cancelled once asked, resumed or failed once its heartbeat went stale."""
     state = job.state()
     if job.cancelled and state.get("status") not in TERMINAL_STATUSES:
         job.files.write_status("cancelled")
@@ -115,17 +137,66 @@ def current_status(job: Job) -> dict[str, Any]:
     if state.get("status") in RUNNING:
         reason = stale_reason(job, state)
         if reason is not None:
-            job.files.event(reason, level="error")
-            job.files.write_status("failed", error=reason)
-            return job.state()
+            return job_recover(job, reason=reason, attempt=int(state.get("resumes") or 0))
     return state
 
 
+def resume_point(job: Job) -> Path | None:
+    """The last epoch checkpoint the trainer finished saving, or None when there is none."""
+    for row in reversed(read_lines(job.files.checkpoints)):
+        path = Path(str(row.get("path") or ""))
+        if row.get("path") and (path / "trainer_state.json").is_file():
+            return path
+    return None
+
+
+def take(job: Job, attempt: int) -> bool:
+    """Claim the recovery of ``attempt`` for this caller; False when another caller has it."""
+    try:
+        os.close(os.open(job.directory / RECOVERED.format(attempt=attempt), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def job_recover(job: Job, *, reason: str, attempt: int) -> dict[str, Any]:
+    """Resume ``attempt``'s lost trainer from its last checkpoint, or fail the job with ``reason``.
+
+    Only the caller that takes the attempt's marker acts; the others return the state as it is.
+    The job is queued again unless it has no checkpoint or has used ``OPENWEIGHTS_MAX_RESUMES``.
+    """
+    state = job.state()
+    if not take(job, attempt) or state.get("status") not in RUNNING or int(state.get("resumes") or 0) != attempt:
+        return state
+    terminate(job, float(getattr(settings, "OPENWEIGHTS_CANCEL_GRACE", 5)))  # a frozen trainer on this machine
+    checkpoint = resume_point(job)
+    if checkpoint is None or attempt >= max_resumes():
+        why = (
+            "There is no checkpoint to resume from."
+            if checkpoint is None
+            else (f"It was resumed {attempt} times already (OPENWEIGHTS_MAX_RESUMES is {max_resumes()}).")
+        )
+        return fail(job, f"{reason} {why}")
+    job.files.event(f"{reason} Resuming from {checkpoint.name} ({attempt + 1} of {max_resumes()}).", level="warn")
+    job.files.write_status(RESUMING, resumes=attempt + 1, resume_from=str(checkpoint))
+    try:
+        job_enqueue(job.id)
+    except Exception as exc:
+        return fail(job, f"{reason} It could not be queued again to resume: {exc}")
+    return job.state()
+
+
+def fail(job: Job, error: str) -> dict[str, Any]:
+    job.files.event(error[:500], level="error")
+    job.files.write_status("failed", error=error)
+    return job.state()
+
+
 def job_info(job: Job) -> JobInfo:
-    """The job as ``JobInfo``: "trained" still reads "running" until the adapter is stored."""
+    """The job as ``JobInfo``: "trained" and "resuming" read "running" until the adapter is stored."""
     state = current_status(job)
     value = str(state.get("status") or "queued")
-    public = "running" if value == "trained" else value
+    public = "running" if value in {"trained", RESUMING} else value
     finished = int(state["updated_at"]) if public in TERMINAL_STATUSES and state.get("updated_at") else None
     return JobInfo(
         id=job.id,
@@ -182,6 +253,8 @@ def terminate(job: Job, grace: float, reap: Callable[[], object] | None = None) 
     pgid = process.get("pgid")
     if not isinstance(pgid, int) or process.get("host") != socket.gethostname():
         return False
+    if not runs_trainer(pgid):
+        return not group_alive(pgid)
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pgid, sig)
@@ -195,6 +268,17 @@ def terminate(job: Job, grace: float, reap: Callable[[], object] | None = None) 
                 return True
             time.sleep(0.05)
     return not group_alive(pgid)
+
+
+def runs_trainer(pid: int) -> bool:
+    """False when ``pid`` now belongs to another program (a recycled id); True where unknowable."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # gone where /proc exists; no /proc: cannot tell
+    except OSError:
+        return True
+    return not command or b"training.openweights.train" in command  # empty: a zombie not yet reaped
 
 
 def group_alive(pgid: int) -> bool:

@@ -5,8 +5,11 @@
 qcluster``), or to the normal cluster when it is blank. The task starts the trainer with
 ``OPENWEIGHTS_LAUNCHER`` (default: this Python; e.g. ``accelerate launch`` for several GPUs) in a
 process group of its own, waits for it while watching for a cancel, then stores the adapter and
-marks the job succeeded, or failed with the trainer's own error. The worker's timeout must exceed
-the longest training: a worker killed mid-run leaves a stale heartbeat, which fails the job.
+marks the job succeeded, or failed with the trainer's own error. A trainer that vanished without
+an error of its own (killed) is recovered like one whose heartbeat went stale: queued again to
+resume from its last checkpoint (:func:`~training.providers.openweights.jobs.job_recover`). Each
+attempt is claimed once, so a redelivered task and a resume never both run it. The worker's
+timeout must exceed the longest training.
 """
 
 import os
@@ -18,13 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django_q.tasks import async_task
 
 from training.openweights.config import RunConfig
 from training.openweights.files import write_json_atomic
 from training.providers.base import TERMINAL_STATUSES
-from training.providers.openweights import artifacts
-from training.providers.openweights.jobs import CLAIM, LOG, Job, job_get, record_process, terminate
+from training.providers.openweights import artifacts, jobs
+from training.providers.openweights.jobs import (
+    CLAIM,
+    LOG,
+    RUNNING,
+    Job,
+    job_get,
+    job_recover,
+    record_process,
+    terminate,
+)
 
 TRAINER_MODULE = "training.openweights.train"
 WATCH_SECONDS = 0.2
@@ -33,14 +44,14 @@ LOG_TAIL_CHARS = 2000
 
 def job_enqueue(job_id: str) -> None:
     """Queue :func:`run_job` on the open-weights cluster (synchronously under ``Q_SYNC``)."""
-    cluster = str(getattr(settings, "OPENWEIGHTS_Q_CLUSTER", "") or "") or None
-    async_task("training.providers.openweights.runner.run_job", job_id, cluster=cluster, task_name=f"train-{job_id}")
+    jobs.job_enqueue(job_id)
 
 
-def claim(job: Job) -> bool:
-    """Take the job for this task; a redelivered task finds it taken and does nothing."""
+def claim(job: Job, attempt: int = 0) -> bool:
+    """Take the job's ``attempt`` for this task; a redelivered task finds it taken and does nothing."""
+    name = CLAIM if attempt == 0 else f"{CLAIM}-{attempt}"
     try:
-        descriptor = os.open(job.directory / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        descriptor = os.open(job.directory / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         return False
     os.write(descriptor, f"{os.getpid()}\n".encode())
@@ -64,6 +75,7 @@ def run_config(job: Job) -> Path:
             "valid_file": str(valid_file) if valid_file else None,
             "output_dir": str(job.directory),
             "heartbeat_seconds": float(getattr(settings, "OPENWEIGHTS_HEARTBEAT_SECONDS", 10)),
+            "resume_from_checkpoint": job.state().get("resume_from") if job.attempt else None,
         }
     )
     path = job.directory / "run.json"
@@ -115,17 +127,22 @@ def log_tail(job: Job) -> str:
         return ""
 
 
-def finish(job: Job, code: int) -> str:
-    """Record how the trainer ended: stored and succeeded, cancelled, or failed with its error."""
+def finish(job: Job, code: int, attempt: int = 0) -> str:
+    """Record how attempt ``attempt``'s trainer ended: stored, cancelled, resumed or failed.
+
+    A trainer that failed says so itself; one that exited while still "running" was killed and
+    is recovered (resumed from its checkpoint, or failed with the end of its log). An attempt
+    that was already recovered by a poller leaves the job to its successor.
+    """
     state = job.state()
+    if int(state.get("resumes") or 0) != attempt:
+        return str(state.get("status"))
     if job.cancelled:
         job.files.write_status("cancelled")
     elif code == 0 and state.get("status") == "trained":
         store(job)
-    elif state.get("status") != "failed":
-        error = f"The trainer exited with code {code}. {log_tail(job)}".strip()
-        job.files.event(error[:500], level="error")
-        job.files.write_status("failed", error=error)
+    elif state.get("status") in RUNNING:
+        job_recover(job, reason=f"The trainer exited with code {code}. {log_tail(job)}".strip(), attempt=attempt)
     return str(job.state().get("status"))
 
 
@@ -145,7 +162,8 @@ def store(job: Job) -> None:
 def run_job(job_id: str) -> str:
     """The task: run the job's trainer to its end unless it is taken, ended or cancelled."""
     job = job_get(job_id)
-    if job.state().get("status") in TERMINAL_STATUSES or job.cancelled or not claim(job):
+    attempt = job.attempt
+    if job.state().get("status") in TERMINAL_STATUSES or job.cancelled or not claim(job, attempt):
         return str(job.state().get("status"))
     job.files.write_status("running", supervisor_pid=os.getpid())
     job.files.beat()
@@ -156,4 +174,4 @@ def run_job(job_id: str) -> str:
         job.files.write_status("failed", error=f"The trainer could not start: {exc}")
         raise
     job.files.event(f"Trainer started (pid {process.pid}).")
-    return finish(job, supervise(job, process))
+    return finish(job, supervise(job, process), attempt)

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When, Window
-from django.db.models.functions import Coalesce, NullIf, RowNumber
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from outcomes.models import OutcomeLabel, OutcomeLabelQuerySet
@@ -21,9 +21,6 @@ from outcomes.models import OutcomeLabel, OutcomeLabelQuerySet
 # was delivered and opened but never answered, so a negative never got past an unanswered open.
 NEGATIVE_QUALITY_BELOW = 0.2
 
-# What the model learns to write: the reviewer's ideal text when there is one, else the body.
-TRAINING_TEXT = Coalesce(NullIf(F("ideal_body"), Value("")), F("body"))
-
 
 def ranked_pool(*, organization_id: uuid.UUID | str | None = None) -> OutcomeLabelQuerySet:
     """Labels that may train the pool's model, each with ``text_rank``: 1 for the one that counts.
@@ -31,15 +28,17 @@ def ranked_pool(*, organization_id: uuid.UUID | str | None = None) -> OutcomeLab
     Excluded labels never count. When several labels carry exactly the same training text (a
     template sent to many prospects, stored with placeholders), only the best-scoring one has
     rank 1: highest quality, then the most recent, then the highest id, so the choice is
-    deterministic. The rank is a window function computed in the same pass as the rows, so a
-    caller can stream the pool in constant memory on SQLite and PostgreSQL alike.
+    deterministic. Texts are compared by their MD5 (``training_text_hash``, kept by the database
+    beside the text), which the pool index holds in this order: on PostgreSQL the rank is a walk
+    of that index, never a sort of the texts. The rank is a window function computed in the same
+    pass as the rows, so a caller can stream the pool in constant memory on SQLite and PostgreSQL.
     """
     best_first = [F("quality_score").desc(), F("sent_at").desc(), F("id").desc()]
     return (
         OutcomeLabel.objects.for_pool(organization_id)
         .eligible_for_training()
         .order_by()
-        .annotate(text_rank=Window(RowNumber(), partition_by=[TRAINING_TEXT], order_by=best_first))
+        .annotate(text_rank=Window(RowNumber(), partition_by=[F("training_text_hash")], order_by=best_first))
     )
 
 

@@ -37,7 +37,16 @@ OUTCOME_NAME = Case(
 CLOSED_A_DEAL = Case(When(deal_closed_at__isnull=False, then=Value(1)), default=Value(0), output_field=IntegerField())
 SEGMENT_COLUMNS = ("industry", "role", "company_size", "framework", "tone", "channel")
 TEXT_COLUMNS = ("subject", "body", "ideal_body", "first_name", "last_name", "company")
-POOL_COLUMNS = ("id", "sent_at", "quality_score", "deal_value", "prompt", *SEGMENT_COLUMNS, *TEXT_COLUMNS)
+POOL_COLUMNS = (
+    "id",
+    "sent_at",
+    "quality_score",
+    "deal_value",
+    "prompt",
+    *SEGMENT_COLUMNS,
+    *TEXT_COLUMNS,
+    "training_tokens",
+)
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,8 @@ def pool_sql(selection: Selection, kinds: Sequence[int], columns: Sequence[str])
 class SftRow(NamedTuple):
     """One SFT example as :func:`sft_query` reads it from the pool.
 
-    ``target`` is the training text (the reviewer's ideal body, else the body), chosen in SQL.
+    ``target`` is the training text (the reviewer's ideal body, else the body), chosen in SQL;
+    ``training_tokens`` the count its label stored when it was written (None if it has none).
     """
 
     prompt: str
@@ -151,6 +161,7 @@ class SftRow(NamedTuple):
     deal: int
     outcome: str
     held_out: int
+    training_tokens: int | None = None
 
     @property
     def segment(self) -> tuple[str, ...]:

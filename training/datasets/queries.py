@@ -18,7 +18,8 @@ from typing import Any, NamedTuple, TypeVar
 from django.db import connection
 from django.db.models import Case, CharField, IntegerField, Q, Value, When
 
-from outcomes.selectors import example_kind, matured_before, ranked_pool, training_data_stats
+from outcomes.models import OutcomeLabel
+from outcomes.selectors import NEGATIVE_QUALITY_BELOW, example_kind, matured_before, ranked_pool, training_data_stats
 
 Row = TypeVar("Row")
 
@@ -238,3 +239,20 @@ def dataset_counts(organization_id: uuid.UUID | str | None, min_quality_score: f
         "sft_outcome_conditioned": positives + negatives,
         "dpo": negatives if positives else 0,
     }
+
+
+def export_size_bound(
+    organization_id: uuid.UUID | str | None, min_quality_score: float, *, positives: bool, negatives: bool
+) -> int:
+    """At most how many examples an export writes: a cheap bound for a progress line, not a count.
+
+    Counts the pool's labels scored as positives (at or above the threshold) and as negatives
+    (below 0.2) through the ``(organization, quality_score)`` index, without the duplicate
+    collapse, the bounced, excluded and maturity rules or a DPO pair's partner: each of those
+    only lowers the true number. The exact numbers are :func:`dataset_counts`, a full pass.
+    """
+    labels = OutcomeLabel.objects.for_pool(organization_id).order_by()
+    bound = labels.filter(quality_score__gte=min_quality_score).count() if positives else 0
+    if negatives:
+        bound += labels.filter(quality_score__lt=min(NEGATIVE_QUALITY_BELOW, min_quality_score)).count()
+    return bound

@@ -51,7 +51,10 @@ def serialized(formatter: OutcomeDataFormatter, organization: Any, options: dict
 
 @pytest.mark.parametrize(
     ("options", "model"),
-    [*((export, "gpt-4o-mini-2024-07-18") for export in EXPORTS), (EXPORTS[1], "gpt-3.5-turbo-0125")],
+    [
+        *(pytest.param(export.values[0], "gpt-4o-mini", id=export.id) for export in EXPORTS),
+        pytest.param(EXPORTS[1].values[0], "gpt-3.5-turbo-0125", id="sft-conditioned-split-cl100k"),
+    ],
 )
 def test_the_report_equals_a_second_pass_over_the_written_file(
     pool: Any, tmp_path: Path, options: dict[str, Any], model: str

@@ -187,7 +187,37 @@ class SftMetadata(NamedTuple):
         return SftRow._make(values[:end]), cls._make(values[end:])
 
 
-SFT_EXPRESSIONS = {"target": "COALESCE(NULLIF(ideal_body, ''), body)", "outcome_id": "id"}
+# The pool's labels are ranked on the narrow pool index; their texts are read by id afterwards.
+LABELS_BY_ID = "best JOIN outcome_labels l ON l.id = best.id"
+BEST_FIRST = "best.quality_score DESC, best.sent_at DESC, best.id DESC"
+SFT_EXPRESSIONS = {
+    "target": "COALESCE(NULLIF(l.ideal_body, ''), l.body)",
+    "outcome_id": "best.id",
+    "quality_score": "best.quality_score",
+    "deal_value": "l.deal_value",
+}
+RANK_COLUMNS = ("id", "sent_at", "quality_score", "deal", "outcome")
+
+
+def best_first_query(selection: Selection, kinds: Sequence[int], fields: Sequence[str]) -> ExampleQuery:
+    """The pool's labels of ``kinds``, best first, each row's ``fields`` read from its label.
+
+    The duplicate collapse and the classes need only the pool index's columns, so PostgreSQL
+    ranks the pool on that index alone and sorts the narrow ranked rows; each winner's texts
+    are then read by id, in that order, so no sort ever carries the texts.
+    """
+    pool, params = pool_sql(selection, kinds, RANK_COLUMNS)
+    return ExampleQuery(
+        prefix=f"WITH best AS (SELECT * FROM ({pool}) pool ORDER BY quality_score DESC, sent_at DESC, id DESC)",
+        params=params,
+        source=LABELS_BY_ID,
+        fields=fields,
+        expressions=SFT_EXPRESSIONS,
+        order=BEST_FIRST,
+        time_key="best.sent_at",
+        id_key="best.id",
+        limit=selection.limit,
+    )
 
 
 def sft_query(selection: Selection, *, include_metadata: bool = False) -> ExampleQuery:
@@ -195,18 +225,8 @@ def sft_query(selection: Selection, *, include_metadata: bool = False) -> Exampl
     kinds = [POSITIVE]
     if selection.outcome_conditioned and selection.include_negative_examples:
         kinds.append(NEGATIVE)
-    pool, params = pool_sql(selection, kinds, (*POOL_COLUMNS, "deal", "outcome"))
-    return ExampleQuery(
-        prefix=f"WITH pool AS ({pool})",
-        params=params,
-        source="pool",
-        fields=(*SftRow._fields, *SftMetadata._fields) if include_metadata else SftRow._fields,
-        expressions=SFT_EXPRESSIONS,
-        order="quality_score DESC, sent_at DESC, id DESC",
-        time_key="sent_at",
-        id_key="id",
-        limit=selection.limit,
-    )
+    fields = (*SftRow._fields, *SftMetadata._fields) if include_metadata else SftRow._fields
+    return best_first_query(selection, kinds, fields)
 
 
 def stream_rows(sql: str, params: Sequence[Any], *, make: Callable[[Sequence[Any]], Row]) -> Iterator[Row]:

@@ -39,7 +39,7 @@ def organization() -> Organization:
 
 def upsert(organization: Organization, **fields: Any) -> OutcomeLabel:
     result = outcome_upsert_bulk(organization=organization, items=[OutcomeItem(**fields)]).results[0]
-    assert result.ok, result.errors
+    assert result.ok and result.id is not None, result.errors
     return OutcomeLabel.objects.get(pk=result.id)
 
 

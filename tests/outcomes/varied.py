@@ -68,7 +68,7 @@ def build_varied_pool(organization: Organization, *, size: int = 80, seed: int =
     rng = random.Random(seed)
     items = [OutcomeItem(external_id=f"agent-{n}", **item_fields(n, rng)) for n in range(size // 2)]
     written = outcome_upsert_bulk(organization=organization, items=items).results
-    ids = [result.id for result in written]
+    ids: list[Any] = [result.id for result in written]
     raw = [OutcomeLabelFactory.create(organization=organization, **item_fields(n, rng)) for n in range(size // 2)]
     ids += [label.pk for label in raw]
     reach(ids, rng)

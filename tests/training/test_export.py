@@ -322,6 +322,7 @@ def test_a_pair_whose_two_sides_are_equal_once_scrubbed_is_never_written(formatt
     row = DpoRow(
         n_prompt="", **segment, **negative_side, n_first_name="Jane", level=0,
         **positive_side, p_first_name="Bob", p_deal=0, held_out=0,
+        n_training_tokens=None, p_training_tokens=None,
     )  # fmt: skip
     changed = row._replace(p_body="Hi Bob, another idea.")
 

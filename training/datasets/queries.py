@@ -190,6 +190,7 @@ class SftMetadata(NamedTuple):
 # The pool's labels are ranked on the narrow pool index; their texts are read by id afterwards.
 LABELS_BY_ID = "best JOIN outcome_labels l ON l.id = best.id"
 BEST_FIRST = "best.quality_score DESC, best.sent_at DESC, best.id DESC"
+BEST_OF_POOL = "quality_score DESC, sent_at DESC, id DESC"
 SFT_EXPRESSIONS = {
     "target": "COALESCE(NULLIF(l.ideal_body, ''), l.body)",
     "outcome_id": "best.id",
@@ -208,7 +209,7 @@ def best_first_query(selection: Selection, kinds: Sequence[int], fields: Sequenc
     """
     pool, params = pool_sql(selection, kinds, RANK_COLUMNS)
     return ExampleQuery(
-        prefix=f"WITH best AS (SELECT * FROM ({pool}) pool ORDER BY quality_score DESC, sent_at DESC, id DESC)",
+        prefix=f"WITH best AS (SELECT * FROM ({pool}) pool ORDER BY {BEST_OF_POOL})",  # noqa: S608 - constants
         params=params,
         source=LABELS_BY_ID,
         fields=fields,

@@ -117,7 +117,7 @@ def scale_organization() -> tuple[Any, Any]:
     return organization, model
 
 
-def build(organization: Any, model: Any, size: int) -> None:
+def build(organization: Any, model: Any, size: int, *, count: bool = True) -> None:
     """Grow the organization's labels to ``size`` rows with SQL, then score and count the new ones."""
     from django.db import connection
 
@@ -137,7 +137,8 @@ def build(organization: Any, model: Any, size: int) -> None:
         quality_score=quality_score_expression()
     )
     scored = time.perf_counter()
-    count_tokens()
+    if count:
+        count_tokens()
     counted = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE outcome_labels")
@@ -287,6 +288,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="200000,2000000", help="comma-separated label counts (default 200k,2M)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per size (default 3)")
+    parser.add_argument(
+        "--no-token-counts", action="store_true", help="build without storing token counts (then skip the export)"
+    )
     parser.add_argument("--skip", default="", help="comma-separated figures not to measure, e.g. export,copy_org")
     args = parser.parse_args()
     setup_django()
@@ -299,7 +303,7 @@ def main() -> None:
     organization, model = scale_organization()
     results = {}
     for size in sorted(int(value) for value in args.sizes.split(",")):
-        build(organization, model, size)
+        build(organization, model, size, count=not args.no_token_counts)
         results[size] = measure(organization, size, args.rounds, set(filter(None, args.skip.split(","))))
     report(results)
 

@@ -89,7 +89,7 @@ SELECT gen_random_uuid(), %(org)s, %(model)s, 'scale-' || g,
     CASE WHEN r < 14 THEN sent + interval '3 days' END, CASE WHEN r = 99 THEN sent + interval '1 day' END,
     CASE WHEN r < 14 THEN 60000 END, 0, false, '', '', now(), now()
 FROM (SELECT g, (g * 7919) %% 100 AS r, now() - interval '15 days' - (g %% 350) * interval '1 day' AS sent
-      FROM generate_series(%(start)s, %(stop)s - 1) AS g) AS rows
+      FROM generate_series(%(start)s::bigint, %(stop)s - 1) AS g) AS rows
 """
 
 

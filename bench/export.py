@@ -17,7 +17,10 @@ in its own process, interleaved, for ``--rounds`` rounds, and prints the median 
   WHERE organization_id = ...) TO STDOUT (FORMAT BINARY)`` read through psycopg into a file;
 - ``copy_query``: the same COPY of the export's own query (duplicate collapse, classes, order);
 - ``raw_json``: a raw cursor on the export's query writing JSON lines with orjson (no scrubbing,
-  validation or counting): the floor on SQLite, where there is no COPY.
+  validation or counting): the floor on SQLite, where there is no COPY;
+- ``export_full@baseline``, with ``--baseline-tree DIR``: ``export_full`` of another checkout (say,
+  the main branch, with this script copied into its ``bench/``) in the same rounds, for a
+  before/after under the same conditions.
 
 Floors time only the statement and the bytes it returns: no ``COUNT(*)``, no start-up. Every
 variant is timed inside its process, after Django's set-up and the connection are made, so process
@@ -330,8 +333,15 @@ def child(variant: str, org_id: str) -> None:
 # --- The parent ----------------------------------------------------------------------------------
 
 
+BASELINE_SUFFIX = "@baseline"
+BASELINE_TREE: list[Path] = []  # --baseline-tree: another checkout whose export runs beside this one's
+
+
 def run_child(variant: str, org_id: str) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", variant, "--org", org_id]
+    script, name = Path(__file__), variant
+    if variant.endswith(BASELINE_SUFFIX):
+        script, name = BASELINE_TREE[0] / "bench" / "export.py", variant.removesuffix(BASELINE_SUFFIX)
+    command = [sys.executable, str(script), "--child", name, "--org", org_id]
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())  # noqa: S603
     if done.returncode:
         raise SystemExit(f"{variant} failed:\n{done.stderr}")
@@ -368,12 +378,13 @@ def report(runs: dict[str, list[dict[str, Any]]]) -> None:
             f"{name:<12} {rows:>9} {median:>9.2f} {min(times):>6.2f}-{max(times):<6.2f} {median / floor:>8.2f} "
             f"{max(run['rss_mb'] for run in results):>12.1f} {results[0]['bytes'] / 2**20:>8.1f}"
         )
-    ratio = statistics.median(seconds_of(runs["export_full"])) / floor
-    ratios = [a / b for a, b in zip(seconds_of(runs["export_full"]), seconds_of(runs[floor_name]), strict=True)]
-    print(
-        f"export_full / {floor_name}: {ratio:.2f}x (per-round range {min(ratios):.2f}-{max(ratios):.2f}; "
-        f"target <= {TARGET_FLOOR_RATIO}x): {_ok(ratio <= TARGET_FLOOR_RATIO)}"
-    )
+    for name in (variant for variant in runs if variant.startswith("export_full")):
+        ratio = statistics.median(seconds_of(runs[name])) / floor
+        ratios = [a / b for a, b in zip(seconds_of(runs[name]), seconds_of(runs[floor_name]), strict=True)]
+        print(
+            f"{name} / {floor_name}: {ratio:.2f}x (per-round range {min(ratios):.2f}-{max(ratios):.2f}; "
+            f"target <= {TARGET_FLOOR_RATIO}x): {_ok(ratio <= TARGET_FLOOR_RATIO)}"
+        )
 
 
 def _ok(passed: bool) -> str:
@@ -404,6 +415,11 @@ def main() -> None:
     parser.add_argument(
         "--raw-share", type=float, default=0.01, help="share of labels stored with raw personal data (default 0.01)"
     )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout (with this bench copied in): its export_full runs in the same rounds",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--org", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -419,6 +435,9 @@ def main() -> None:
     org_id = build(args.n, args.raw_share)
     chosen = args.variants.split(",") if args.variants else list(VARIANTS)
     variants = [name for name in chosen if is_postgres() or name not in POSTGRES_ONLY]
+    if args.baseline_tree:
+        BASELINE_TREE.append(args.baseline_tree.resolve())
+        variants.append("export_full" + BASELINE_SUFFIX)
     report(interleaved(variants, org_id, args.rounds))
 
 

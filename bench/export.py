@@ -1,35 +1,35 @@
-"""Benchmark: the training-data export against the database's own floors.
+"""Benchmark: the export a training run performs, end to end, against a binary COPY of the same rows.
 
 Usage (from the project's root)::
 
-    .venv/bin/python bench/export.py [N] [--repeat 3] [--raw-share 0.01] [--memory-check]
+    .venv/bin/python bench/export.py [N] [--rounds 3] [--raw-share 0.01] [--memory-check]
     DATABASE_URL=postgres://postgres@127.0.0.1:54329/flywheel_bench .venv/bin/python bench/export.py 200000
 
-It builds N outcome labels (default 200,000) for an organization called ``bench`` in the
-configured database: texts as ``outcome_upsert`` stores them (agents' messages with names, links,
-phones and emails, scrubbed at write time), except ``--raw-share`` of them (default 1 %) stored
-raw, as rows written straight to the table would be. Then it times each variant in its own
-subprocess, so that memory peaks do not mix, and prints rows per second, peak memory and ratios:
+It builds N outcome labels (default 200,000) for an organization called ``bench``: messages of
+about 600 characters as ``outcome_upsert`` stores them (scrubbed at write time, their training
+text's tokens counted and stored), except ``--raw-share`` of them (default 1 %) stored raw, as
+rows written straight to the table would be. Building is never timed. Then it runs each variant
+in its own process, interleaved, for ``--rounds`` rounds, and prints the median with the range:
 
-- ``export``: the project's export as a training run streams it (``write_jsonl``: SFT, scrubbing
-  included, sha256, atomic rename), without validation;
-- ``export_dpo``: the same for DPO pairs;
-- ``export_full``: ``export_to_jsonl`` end to end, adding validation and exact token counts;
-- PostgreSQL floors on the export's own query: ``copy_binary`` (``COPY ... TO STDOUT (FORMAT
-  BINARY)`` read through psycopg, no JSON at all), ``copy_binary_plain`` (the same columns with
-  only the eligibility filter, i.e. without the duplicate collapse) and ``copy_json``
-  (``json_build_object`` in the server, ``COPY ... TO STDOUT``);
-- ``raw_json``: a raw cursor on the same query writing the same JSON lines with orjson (no
-  scrubbing, no Django model layer): the SQLite baseline, also shown on PostgreSQL;
-- ``scrub``: the cost per row of the personal-data guard against scrubbing every text.
+- ``export_full``: ``export_to_jsonl`` as a training run calls it (SFT: the pool's query,
+  scrubbing, JSON, sha256, validation, exact token counts, cost, atomic rename);
+- ``copy_org`` (the floor): ``COPY (SELECT <the columns the export reads> FROM outcome_labels
+  WHERE organization_id = ...) TO STDOUT (FORMAT BINARY)`` read through psycopg into a file;
+- ``copy_query``: the same COPY of the export's own query (duplicate collapse, classes, order);
+- ``raw_json``: a raw cursor on the export's query writing JSON lines with orjson (no scrubbing,
+  validation or counting): the floor on SQLite, where there is no COPY;
+- ``export_full@baseline``, with ``--baseline-tree DIR``: ``export_full`` of another checkout (say,
+  the main branch, with this script copied into its ``bench/``) in the same rounds, for a
+  before/after under the same conditions.
 
-Peak memory is the child's maximum resident set (``ru_maxrss``) beside the growth of the Python
-heap measured by ``tracemalloc`` in a separate run of the same child (tracing slows it down, so
-it is never timed). ``--memory-check`` runs the export at N and at 4N and compares the peaks.
+Floors time only the statement and the bytes it returns: no ``COUNT(*)``, no start-up. Every
+variant is timed inside its process, after Django's set-up and the connection are made, so process
+start-up is excluded everywhere. The target is ``export_full`` at most 2.0x ``copy_org``;
+``--memory-check`` exports at N and at 10N and compares the peak resident sets (within 10 %).
 
 The database is created (PostgreSQL) and migrated when needed. Without ``DATABASE_URL`` the bench
-uses a scratch SQLite file in the temporary directory, never the development database. Only the
-``bench`` organization's labels are ever deleted.
+uses a scratch SQLite file in the temporary directory. Only the ``bench`` organization's labels
+are ever deleted.
 """
 
 from __future__ import annotations
@@ -37,16 +37,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import gc
 import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,8 +53,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SCRATCH_SQLITE = Path(tempfile.gettempdir()) / "flywheel_bench.sqlite3"
 BUILD_CHUNK = 5_000
-SCRUB_SAMPLE = 50_000
-TARGET_FLOOR_RATIO = 2.5
+TARGET_FLOOR_RATIO = 2.0
 MEMORY_TOLERANCE = 0.10
 
 
@@ -117,7 +115,7 @@ LAST_NAMES = ["Doe", "Haddad", "Chen", "Berg", "Iyer", "Ramos", "Novak", "Mensah
 def message(index: int, rng: random.Random, first: str, last: str, company: str) -> tuple[str, str]:
     """(subject, body) as an agent writes them: names, and sometimes a link, a phone or an email."""
     subject = f"{first}, an idea for {company}" if rng.random() < 0.3 else "A question about your pipeline"
-    lines = [f"Hi {first},", " ".join(rng.sample(SENTENCES, 5))]
+    lines = [f"Hi {first},", " ".join(rng.sample(SENTENCES, 8))]
     if rng.random() < 0.3:
         lines.append(f"I saw {company} is hiring account executives.")
     if rng.random() < 0.15:
@@ -189,7 +187,7 @@ def build(n: int, raw_share: float) -> str:
     from outcomes.models import OutcomeLabel
     from outcomes.scoring import quality_score_expression
 
-    name = f"Bench (raw share {raw_share:g})"
+    name = f"Bench (raw share {raw_share:g}, 8 sentences)"
     org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": name})
     labels = OutcomeLabel.objects.filter(organization=org)
     have = labels.count() if org.name == name else 0
@@ -206,30 +204,29 @@ def build(n: int, raw_share: float) -> str:
         )
     if have < n:
         labels.update(quality_score=quality_score_expression())
+        count_stored_tokens()
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE outcome_labels" if is_postgres() else "ANALYZE")
         print(f"built {n - have:,} labels in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return str(org.id)
 
 
+def count_stored_tokens() -> None:
+    """Store the labels' training-text token counts, as ``outcome_upsert`` does when it writes them.
+
+    Rows built here go straight to the table, so the backfill that existing labels get is run
+    (not timed). Code without stored counts (before they existed) has nothing to run.
+    """
+    try:
+        from outcomes.services import training_tokens_backfill
+    except ImportError:
+        return
+    started = time.perf_counter()
+    counted = training_tokens_backfill()
+    print(f"counted {counted:,} training texts in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+
+
 # --- Variants (each runs in a child process) -----------------------------------------------------
-
-
-def selection(org_id: str) -> Any:
-    from training.datasets import Selection
-
-    return Selection(org_id, 0.6, True, False, None)
-
-
-def export_variant(method: str) -> Callable[[str, Path], int]:
-    def run(org_id: str, path: Path) -> int:
-        from training.datasets import OutcomeDataFormatter
-
-        written = OutcomeDataFormatter().write_jsonl(path, selection(org_id), method)  # type: ignore[arg-type]
-        written.training.commit()
-        return written.training.count
-
-    return run
 
 
 def export_full(org_id: str, path: Path) -> int:
@@ -238,69 +235,46 @@ def export_full(org_id: str, path: Path) -> int:
     return OutcomeDataFormatter().export_to_jsonl(path, organization_id=org_id).count
 
 
-def export_sql(org_id: str, plain: bool = False) -> tuple[str, list[Any]]:
-    """The export's own SFT query (or, with ``plain``, the same columns without the duplicate collapse)."""
-    from outcomes.models import OutcomeLabel
-    from outcomes.selectors import positive_q
-    from training.datasets import SEGMENT_COLUMNS, sft_query
+def export_sql(org_id: str) -> tuple[str, list[Any]]:
+    """The export's own SFT query."""
+    from training.datasets import Selection, sft_query
 
-    if not plain:
-        return sft_query(selection(org_id)).stream(None)
-    queryset = (
-        OutcomeLabel.objects.filter(organization_id=org_id, excluded_from_training=False)
-        .filter(positive_q(0.6))
-        .order_by("-quality_score", "-sent_at", "-id")
-        .values_list("prompt", *SEGMENT_COLUMNS, "subject", "body", "ideal_body", "first_name", "last_name", "company")
-    )
-    sql, params = queryset.query.sql_with_params()
-    return sql, list(params)
+    return sft_query(Selection(org_id, 0.6, True, False, None)).stream(None)
 
 
-def copy_to_file(statement: str, params: list[Any], path: Path, serial: bool) -> None:
-    """COPY to a file through the psycopg cursor itself (no Django), optionally without parallel workers.
+EXPORT_COLUMNS = (
+    "id, sent_at, quality_score, prompt, industry, role, company_size, framework, tone, channel, "
+    "subject, body, ideal_body, first_name, last_name, company, bounced_at, deal_closed_at, excluded_from_training"
+)
 
-    A server-side cursor, which the export needs to stream, never runs in parallel; on a busy
-    machine the parallel plan a COPY gets can be slower or faster, so the floor is taken both ways.
-    """
+
+def org_sql(org_id: str) -> tuple[str, list[Any]]:
+    """The organization's rows: every column the export reads, nothing else."""
+    return f"SELECT {EXPORT_COLUMNS} FROM outcome_labels WHERE organization_id = %s", [org_id]
+
+
+def copy_to_file(statement: str, params: list[Any], path: Path) -> int:
+    """COPY to a file through the psycopg cursor itself (no Django); the bytes it wrote."""
     from django.db import connection
 
-    with connection.cursor() as cursor, path.open("wb") as out:
-        raw = cursor.cursor
-        if serial:
-            raw.execute("SET max_parallel_workers_per_gather = 0")
-        with raw.copy(statement, params) as copy:
-            for block in copy:
-                out.write(block)
+    size = 0
+    with connection.cursor() as cursor, path.open("wb") as out, cursor.cursor.copy(statement, params) as copy:
+        for block in copy:
+            size += out.write(block)
+    return size
 
 
-def copy_binary(org_id: str, path: Path, plain: bool = False, serial: bool = False) -> int:
-    sql, params = export_sql(org_id, plain)
-    copy_to_file(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params, path, serial)
-    return count_rows(sql, params)
+def copy_variant(make_sql: Callable[[str], tuple[str, list[Any]]]) -> Callable[[str, Path], int]:
+    def run(org_id: str, path: Path) -> int:
+        sql, params = make_sql(org_id)
+        copy_to_file(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params, path)
+        return 0  # rows are not counted: a count would be a second statement inside the floor
 
-
-def copy_json(org_id: str, path: Path, serial: bool = False) -> int:
-    from django.conf import settings
-
-    sql, params = export_sql(org_id)
-    user = (
-        "CASE WHEN q.prompt <> '' THEN q.prompt ELSE 'Write a message for: Industry=' || q.industry"
-        " || ', Role=' || q.role || ', Company size=' || q.company_size || ', Framework=' || q.framework"
-        " || ', Tone=' || q.tone || ', Channel=' || q.channel END"
-    )
-    assistant = "'Subject: ' || q.subject || E'\\n\\n' || q.target"
-    select = (
-        "SELECT json_build_object('messages', json_build_array("
-        "json_build_object('role', 'system', 'content', %s::text), "
-        f"json_build_object('role', 'user', 'content', {user}), "
-        f"json_build_object('role', 'assistant', 'content', {assistant}))) FROM ({sql}) q"
-    )
-    copy_to_file(f"COPY ({select}) TO STDOUT", [settings.TRAINING_SYSTEM_PROMPT, *params], path, serial)
-    return count_rows(sql, params)
+    return run
 
 
 def raw_json(org_id: str, path: Path) -> int:
-    """A raw cursor over the same query, the same JSON lines through orjson, nothing else."""
+    """A raw cursor over the export's query, the same JSON lines through orjson, nothing else."""
     import orjson
     from django.conf import settings
     from django.db import connection, transaction
@@ -323,64 +297,17 @@ def raw_json(org_id: str, path: Path) -> int:
 
 LABELS = ("Industry", "Role", "Company size", "Framework", "Tone", "Channel")
 
-
-def count_rows(sql: str, params: list[Any]) -> int:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM ({sql}) q", params)
-        return int(cursor.fetchone()[0])
-
-
-def scrub_cost(org_id: str, path: Path) -> int:
-    """Time the guard (scrub only rows whose texts may hold personal data) against scrubbing every text."""
-    from outcomes.models import OutcomeLabel
-    from outcomes.scrubbing import may_hold_personal_data, scrub
-    from training.datasets import scrubbed
-
-    rows = list(
-        OutcomeLabel.objects.filter(organization_id=org_id).values_list(
-            "first_name", "last_name", "company", "subject", "body", "prompt"
-        )[:SCRUB_SAMPLE]
-    )
-    started = time.perf_counter()
-    for first, last, company, *texts in rows:
-        scrubbed(first, last, company, *texts)
-    guarded = time.perf_counter() - started
-    started = time.perf_counter()
-    for first, last, company, *texts in rows:
-        for text in texts:
-            scrub(text, first_name=first, last_name=last, company=company)
-    everything = time.perf_counter() - started
-    flagged = sum(
-        may_hold_personal_data("\n".join(texts), first, last, company) for first, last, company, *texts in rows
-    )
-    figures = {"guarded_us": guarded / len(rows) * 1e6, "scrub_all_us": everything / len(rows) * 1e6}
-    path.write_text(json.dumps({**figures, "flagged": flagged / len(rows)}))
-    return len(rows)
-
-
 VARIANTS: dict[str, Callable[[str, Path], int]] = {
-    "export": export_variant("sft"),
-    "export_dpo": export_variant("dpo"),
     "export_full": export_full,
-    "copy_binary": copy_binary,
-    "copy_binary_serial": lambda org_id, path: copy_binary(org_id, path, serial=True),
-    "copy_binary_plain": lambda org_id, path: copy_binary(org_id, path, plain=True),
-    "copy_json": copy_json,
-    "copy_json_serial": lambda org_id, path: copy_json(org_id, path, serial=True),
+    "copy_org": copy_variant(org_sql),
+    "copy_query": copy_variant(export_sql),
     "raw_json": raw_json,
-    "scrub": scrub_cost,
 }
-POSTGRES_ONLY = {name for name in VARIANTS if name.startswith("copy_")}
+POSTGRES_ONLY = {"copy_org", "copy_query"}
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set since it started its program.
-
-    ``ru_maxrss`` would carry the parent's peak over (Linux keeps it across fork and exec), so
-    the kernel's per-program high-water mark is read instead where there is one.
-    """
+    """This process's peak resident set since it started its program (the kernel's VmHWM)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -388,189 +315,130 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(variant: str, org_id: str, trace: bool) -> None:
+def child(variant: str, org_id: str) -> None:
     """Run one variant once and print its figures as JSON (the parent's only input)."""
     setup_django()
     from django.db import connection
 
     connection.ensure_connection()
     path = Path(tempfile.mkdtemp(prefix="flywheel-bench-")) / f"{variant}.jsonl"
-    if trace:
-        tracemalloc.start()
     started = time.perf_counter()
     rows = VARIANTS[variant](org_id, path)
     seconds = time.perf_counter() - started
-    heap = tracemalloc.get_traced_memory()[1] if trace else 0
-    cached = cache_entries()
-    cache_mb = cache_heap_mb() if trace else 0.0
-    extra = json.loads(path.read_text()) if variant == "scrub" else {}
     size = path.stat().st_size
     path.unlink()
-    print(
-        json.dumps(
-            {
-                "rows": rows,
-                "seconds": seconds,
-                "rss_mb": peak_rss_mb(),
-                "heap_mb": heap / 2**20,
-                "bytes": size,
-                "cached": cached,
-                "cache_mb": cache_mb,
-                **extra,
-            }
-        )
-    )
-
-
-def bounded_caches() -> tuple[Any, ...]:
-    """The bounded caches an export fills: they grow until their bound, then stay."""
-    from outcomes import scrubbing
-    from training import datasets
-
-    return (scrubbing.first_word, datasets.segment_request, scrubbing._name_values)
-
-
-def cache_entries() -> int:
-    return sum(cache.cache_info().currsize for cache in bounded_caches())
-
-
-def cache_heap_mb() -> float:
-    """Python heap held by the bounded caches: what clearing them gives back (tracing must be on)."""
-    held = tracemalloc.get_traced_memory()[0]
-    entries = cache_entries()
-    for cache in bounded_caches():
-        cache.cache_clear()
-    gc.collect()
-    return (held - tracemalloc.get_traced_memory()[0]) / 2**20 if entries else 0.0
+    print(json.dumps({"rows": rows, "seconds": seconds, "rss_mb": peak_rss_mb(), "bytes": size}))
 
 
 # --- The parent ----------------------------------------------------------------------------------
 
 
-def run_child(variant: str, org_id: str, trace: bool = False) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", variant, "--org", org_id, *(["--trace"] if trace else [])]
+BASELINE_SUFFIX = "@baseline"
+BASELINE_TREE: list[Path] = []  # --baseline-tree: another checkout whose export runs beside this one's
+
+
+def run_child(variant: str, org_id: str) -> dict[str, Any]:
+    script, name = Path(__file__), variant
+    if variant.endswith(BASELINE_SUFFIX):
+        script, name = BASELINE_TREE[0] / "bench" / "export.py", variant.removesuffix(BASELINE_SUFFIX)
+    command = [sys.executable, str(script), "--child", name, "--org", org_id]
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())  # noqa: S603
     if done.returncode:
         raise SystemExit(f"{variant} failed:\n{done.stderr}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def measure(variant: str, org_id: str, repeat: int) -> dict[str, Any]:
-    """Best time of ``repeat`` runs (others share this machine), with the peaks of a traced run."""
-    runs = [run_child(variant, org_id) for _ in range(repeat)]
-    best = min(runs, key=lambda run: run["seconds"])
-    best["rss_mb"] = max(run["rss_mb"] for run in runs)
-    traced = run_child(variant, org_id, trace=True) if variant != "scrub" else {"heap_mb": 0.0, "cache_mb": 0.0}
-    best["heap_mb"], best["cache_mb"] = traced["heap_mb"], traced["cache_mb"]
-    return best
+def interleaved(variants: list[str], org_id: str, rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """Every variant once per round, the order rotated each round so that none always runs first."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for round_number in range(rounds):
+        shift = round_number % len(variants)
+        for name in variants[shift:] + variants[:shift]:
+            runs[name].append(run_child(name, org_id))
+            print(f"  round {round_number + 1}: {name} {runs[name][-1]['seconds']:.2f}s", file=sys.stderr)
+    return runs
 
 
-def fastest(results: dict[str, dict[str, Any]], *names: str) -> dict[str, Any] | None:
-    """The fastest of the named runs that took place (the stricter baseline)."""
-    runs = [results[name] for name in names if name in results]
-    return min(runs, key=lambda run: run["seconds"]) if runs else None
+def seconds_of(runs: list[dict[str, Any]]) -> list[float]:
+    return [run["seconds"] for run in runs]
 
 
-def report(results: dict[str, dict[str, Any]]) -> None:
-    floor = fastest(results, "copy_binary", "copy_binary_serial") or results.get("raw_json")
+def report(runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Medians with their ranges, ratios to the floor, the target and its verdict."""
+    floor_name = "copy_org" if "copy_org" in runs else "raw_json"
+    floor = statistics.median(seconds_of(runs[floor_name]))
     print(
-        f"{'variant':<18} {'rows':>9} {'seconds':>8} {'rows/s':>10} {'x floor':>8} {'peak RSS MB':>12} {'heap MB':>8}"
+        f"{'variant':<12} {'rows':>9} {'median s':>9} {'range s':>13} {'x floor':>8} {'peak RSS MB':>12} {'MB out':>8}"
     )
-    for name, run in results.items():
-        if name == "scrub":
-            continue
-        ratio = run["seconds"] / floor["seconds"] if floor else float("nan")
-        rate = run["rows"] / run["seconds"] if run["seconds"] else 0
+    for name, results in runs.items():
+        times = seconds_of(results)
+        median = statistics.median(times)
+        rows = f"{results[0]['rows']:,}" if results[0]["rows"] else "-"
         print(
-            f"{name:<18} {run['rows']:>9,} {run['seconds']:>8.2f} {rate:>10,.0f} {ratio:>8.2f} "
-            f"{run['rss_mb']:>12.1f} {run['heap_mb']:>8.1f}"
+            f"{name:<12} {rows:>9} {median:>9.2f} {min(times):>6.2f}-{max(times):<6.2f} {median / floor:>8.2f} "
+            f"{max(run['rss_mb'] for run in results):>12.1f} {results[0]['bytes'] / 2**20:>8.1f}"
         )
-    if "scrub" in results:
-        scrub = results["scrub"]
+    for name in (variant for variant in runs if variant.startswith("export_full")):
+        ratio = statistics.median(seconds_of(runs[name])) / floor
+        ratios = [a / b for a, b in zip(seconds_of(runs[name]), seconds_of(runs[floor_name]), strict=True)]
         print(
-            f"personal data per row ({scrub['rows']:,} rows; subject, body, prompt): guard + scrub where flagged "
-            f"{scrub['guarded_us']:.2f} µs ({scrub['flagged']:.1%} flagged), "
-            f"scrub every text {scrub['scrub_all_us']:.2f} µs"
+            f"{name} / {floor_name}: {ratio:.2f}x (per-round range {min(ratios):.2f}-{max(ratios):.2f}; "
+            f"target <= {TARGET_FLOOR_RATIO}x): {_ok(ratio <= TARGET_FLOOR_RATIO)}"
         )
-    verdicts(results)
-
-
-def verdicts(results: dict[str, dict[str, Any]]) -> None:
-    export = results["export"]["seconds"]
-    floor, as_json = (
-        fastest(results, "copy_binary", "copy_binary_serial"),
-        fastest(results, "copy_json", "copy_json_serial"),
-    )
-    if floor and as_json:
-        ratio = export / floor["seconds"]
-        print(
-            f"export / binary COPY floor (the faster plan): {ratio:.2f}x "
-            f"(target <= {TARGET_FLOOR_RATIO}x): {_ok(ratio <= TARGET_FLOOR_RATIO)}"
-        )
-        json_ratio = export / as_json["seconds"]
-        print(
-            f"export / json_build_object COPY (the faster plan): {json_ratio:.2f}x (target < 1): {_ok(json_ratio < 1)}"
-        )
-        plain = results["copy_binary_plain"]["seconds"]
-        print(f"export / binary COPY without the duplicate collapse: {export / plain:.2f}x (for scale)")
-    if "raw_json" in results:
-        print(f"export / raw cursor + orjson: {export / results['raw_json']['seconds']:.2f}x")
 
 
 def _ok(passed: bool) -> str:
     return "PASS" if passed else "FAIL"
 
 
-def memory_check(n: int, raw_share: float) -> None:
-    """Export at N and at 4N; the peaks must stay within 10 %."""
+def memory_check(n: int, raw_share: float, rounds: int) -> None:
+    """Export at N and at 10N; the peak resident sets must stay within 10 %."""
     peaks = {}
-    for size in (n, 4 * n):
+    for size in (n, 10 * n):
         org_id = build(size, raw_share)
-        peaks[size] = measure("export", org_id, repeat=1)
-        run = peaks[size]
-        print(
-            f"N={size:>9,}: {run['rows']:,} examples in {run['seconds']:.2f}s, "
-            f"peak RSS {run['rss_mb']:.1f} MB, Python heap peak {run['heap_mb']:.1f} MB, of which "
-            f"{run['cache_mb']:.1f} MB in the bounded name and segment caches ({run['cached']:,} entries)"
-        )
-        run["streaming_mb"] = run["heap_mb"] - run["cache_mb"]
-    labels = (("rss_mb", "peak RSS"), ("heap_mb", "Python heap peak"), ("streaming_mb", "heap peak less the caches"))
-    for key, label in labels:
-        growth = peaks[4 * n][key] / peaks[n][key] - 1
-        print(
-            f"{label} at 4N vs N: {growth:+.1%} "
-            f"(target within {MEMORY_TOLERANCE:.0%}): {_ok(growth <= MEMORY_TOLERANCE)}"
-        )
+        results = [run_child("export_full", org_id) for _ in range(rounds)]
+        peaks[size] = statistics.median(run["rss_mb"] for run in results)
+        seconds = statistics.median(seconds_of(results))
+        print(f"N={size:>9,}: {results[0]['rows']:,} examples in {seconds:.2f}s, peak RSS {peaks[size]:.1f} MB")
+    growth = peaks[10 * n] / peaks[n] - 1
+    print(
+        f"peak RSS at 10N vs N: {growth:+.1%} (target within {MEMORY_TOLERANCE:.0%}): {_ok(growth <= MEMORY_TOLERANCE)}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("n", nargs="?", type=int, default=200_000, help="labels to build (default 200,000)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per variant; the best counts")
-    parser.add_argument("--memory-check", action="store_true", help="compare the export's peak memory at N and 4N")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians and ranges are shown")
+    parser.add_argument("--memory-check", action="store_true", help="compare the export's peak memory at N and 10N")
+    parser.add_argument("--variants", default="", help="comma-separated subset of the variants")
     parser.add_argument(
         "--raw-share", type=float, default=0.01, help="share of labels stored with raw personal data (default 0.01)"
     )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout (with this bench copied in): its export_full runs in the same rounds",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--org", help=argparse.SUPPRESS)
-    parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.org, args.trace)
+        child(args.child, args.org)
         return
     setup_django()
     ensure_database()
     print(f"database: {'PostgreSQL' if is_postgres() else 'SQLite'}", file=sys.stderr)
     if args.memory_check:
-        memory_check(args.n, args.raw_share)
+        memory_check(args.n, args.raw_share, args.rounds)
         return
     org_id = build(args.n, args.raw_share)
-    variants = [name for name in VARIANTS if is_postgres() or name not in POSTGRES_ONLY]
-    results = {}
-    for name in variants:
-        results[name] = measure(name, org_id, 1 if name in ("export_full", "scrub") else args.repeat)
-        print(f"  {name}: {results[name]['seconds']:.2f}s", file=sys.stderr)
-    report(results)
+    chosen = args.variants.split(",") if args.variants else list(VARIANTS)
+    variants = [name for name in chosen if is_postgres() or name not in POSTGRES_ONLY]
+    if args.baseline_tree:
+        BASELINE_TREE.append(args.baseline_tree.resolve())
+        variants.append("export_full" + BASELINE_SUFFIX)
+    report(interleaved(variants, org_id, args.rounds))
 
 
 if __name__ == "__main__":

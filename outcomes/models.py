@@ -5,7 +5,8 @@ from decimal import Decimal
 
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import MD5, Cast, Coalesce, NullIf
 from django.utils import timezone
 
 # The longest texts an outcome may carry (the API refuses longer ones with a 400). Scrubbing is
@@ -16,6 +17,9 @@ BODY_MAX_LENGTH = 20_000  # the body and a reviewer's ideal body
 REVIEWER_NOTE_MAX_LENGTH = 5_000
 # The largest deal one event may report; a model's total revenue has room for every deal it can close.
 MAX_DEAL_VALUE = Decimal(1_000_000_000)
+
+# What the model learns to write: the reviewer's ideal text when there is one, else the body.
+TRAINING_TEXT = Coalesce(NullIf(F("ideal_body"), Value("")), F("body"))
 
 # The funnel stages an event can set, in funnel order, each with the timestamp column it sets.
 STAGES: dict[str, str] = {
@@ -29,6 +33,10 @@ STAGES: dict[str, str] = {
     "bounced": "bounced_at",
     "unsubscribed": "unsubscribed_at",
 }
+
+
+# The stages the training statistics count, carried in the pool index so that it answers alone.
+POOL_STAGE_COLUMNS = ("bounced_at", "replied_at", "meeting_booked_at", "meeting_completed_at", "deal_closed_at")
 
 
 class OutcomeLabelQuerySet(models.QuerySet["OutcomeLabel"]):
@@ -110,6 +118,21 @@ class OutcomeLabel(models.Model):
         help_text="A reviewer's text that replaces the body as training target.",
     )
 
+    # Derived from the training text, so that exports and statistics never read it all again
+    training_text_hash = models.GeneratedField(
+        expression=Cast(MD5(TRAINING_TEXT), models.UUIDField()),
+        output_field=models.UUIDField(),
+        db_persist=True,
+        help_text="MD5 of the training text (the ideal body, else the body), kept by the database.",
+    )
+    training_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Tokens of the training text as exported (subject and text, scrubbed), in o200k_base; "
+        "empty until counted.",
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -137,6 +160,13 @@ class OutcomeLabel(models.Model):
         indexes = [
             models.Index(fields=["organization", "sent_at"], name="outcome_labels_org_sent"),
             models.Index(fields=["organization", "quality_score"], name="outcome_labels_org_quality"),
+            # The training pool's duplicate collapse as an index walk: per text, best label first.
+            models.Index(
+                fields=["organization", "training_text_hash", "-quality_score", "-sent_at", "-id"],
+                include=[*POOL_STAGE_COLUMNS],
+                condition=Q(excluded_from_training=False),
+                name="outcome_labels_pool_text",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -11,18 +11,16 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When, Window
-from django.db.models.functions import Coalesce, NullIf, RowNumber
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from outcomes.models import OutcomeLabel, OutcomeLabelQuerySet
+from outcomes.models import POOL_STAGE_COLUMNS, OutcomeLabel, OutcomeLabelQuerySet
 
 # Below this score a matured message counts as a failure: the rubric gives 0.2 to a message that
 # was delivered and opened but never answered, so a negative never got past an unanswered open.
 NEGATIVE_QUALITY_BELOW = 0.2
-
-# What the model learns to write: the reviewer's ideal text when there is one, else the body.
-TRAINING_TEXT = Coalesce(NullIf(F("ideal_body"), Value("")), F("body"))
 
 
 def ranked_pool(*, organization_id: uuid.UUID | str | None = None) -> OutcomeLabelQuerySet:
@@ -31,15 +29,17 @@ def ranked_pool(*, organization_id: uuid.UUID | str | None = None) -> OutcomeLab
     Excluded labels never count. When several labels carry exactly the same training text (a
     template sent to many prospects, stored with placeholders), only the best-scoring one has
     rank 1: highest quality, then the most recent, then the highest id, so the choice is
-    deterministic. The rank is a window function computed in the same pass as the rows, so a
-    caller can stream the pool in constant memory on SQLite and PostgreSQL alike.
+    deterministic. Texts are compared by their MD5 (``training_text_hash``, kept by the database
+    beside the text), which the pool index holds in this order: on PostgreSQL the rank is a walk
+    of that index, never a sort of the texts. The rank is a window function computed in the same
+    pass as the rows, so a caller can stream the pool in constant memory on SQLite and PostgreSQL.
     """
     best_first = [F("quality_score").desc(), F("sent_at").desc(), F("id").desc()]
     return (
         OutcomeLabel.objects.for_pool(organization_id)
         .eligible_for_training()
         .order_by()
-        .annotate(text_rank=Window(RowNumber(), partition_by=[TRAINING_TEXT], order_by=best_first))
+        .annotate(text_rank=Window(RowNumber(), partition_by=[F("training_text_hash")], order_by=best_first))
     )
 
 
@@ -51,6 +51,36 @@ def training_pool(*, organization_id: uuid.UUID | str | None = None) -> OutcomeL
     rows only.
     """
     return ranked_pool(organization_id=organization_id).filter(Q(text_rank=1))  # Q: the stubs do not see annotations
+
+
+STATS_COLUMNS = ("id", "quality_score", "sent_at", *POOL_STAGE_COLUMNS)
+# The classes of positive_q and negative_q and the stages, over the best label of each text.
+STATS_SQL = """SELECT COUNT(*) AS total_examples,
+    COUNT(*) FILTER (WHERE quality_score >= %s AND bounced_at IS NULL) AS positive_examples,
+    COUNT(*) FILTER (WHERE quality_score < %s AND sent_at <= %s) AS negative_examples,
+    COUNT(*) FILTER (WHERE deal_closed_at IS NOT NULL) AS deals_closed,
+    COUNT(*) FILTER (WHERE meeting_booked_at IS NOT NULL OR meeting_completed_at IS NOT NULL) AS meetings_booked,
+    COUNT(*) FILTER (WHERE replied_at IS NOT NULL) AS replies
+FROM ({best}) best"""
+
+
+def _counts_by_index_walk(organization_id: uuid.UUID | str | None, min_quality_score: float) -> dict[str, int]:
+    """The statistics' counts on PostgreSQL: ``DISTINCT ON`` the text hash in the pool index's order.
+
+    For one organization this is a walk of the pool index alone (it holds every column counted
+    here), and the label it keeps per text is the window's rank 1, without a rank per label.
+    The classes are :func:`positive_q` and :func:`negative_q` written in SQL; a test holds them equal.
+    """
+    labels = OutcomeLabel.objects.for_pool(organization_id).eligible_for_training()
+    best_first = ("training_text_hash", "-quality_score", "-sent_at", "-id")
+    best, params = (
+        labels.order_by(*best_first).distinct("training_text_hash").values(*STATS_COLUMNS).query.sql_with_params()
+    )
+    below = min(NEGATIVE_QUALITY_BELOW, min_quality_score)
+    with connection.cursor() as cursor:
+        cursor.execute(STATS_SQL.format(best=best), [min_quality_score, below, matured_before(), *params])
+        names = [column.name for column in cursor.description]
+        return dict(zip(names, cursor.fetchone(), strict=True))
 
 
 def matured_before(now: datetime.datetime | None = None) -> datetime.datetime:
@@ -97,14 +127,19 @@ def training_data_stats(
     - ``deals_closed``, ``meetings_booked`` (booked or completed) and ``replies``: labels of the
       pool that reached that stage, whatever their class.
     """
-    counts = training_pool(organization_id=organization_id).aggregate(
-        total_examples=Count("id"),
-        positive_examples=Count("id", filter=positive_q(min_quality_score)),
-        negative_examples=Count("id", filter=negative_q(min_quality_score, matured_before())),
-        deals_closed=Count("id", filter=Q(deal_closed_at__isnull=False)),
-        meetings_booked=Count("id", filter=Q(meeting_booked_at__isnull=False) | Q(meeting_completed_at__isnull=False)),
-        replies=Count("id", filter=Q(replied_at__isnull=False)),
-    )
+    if connection.features.can_distinct_on_fields:
+        counts = _counts_by_index_walk(organization_id, min_quality_score)
+    else:
+        counts = training_pool(organization_id=organization_id).aggregate(
+            total_examples=Count("id"),
+            positive_examples=Count("id", filter=positive_q(min_quality_score)),
+            negative_examples=Count("id", filter=negative_q(min_quality_score, matured_before())),
+            deals_closed=Count("id", filter=Q(deal_closed_at__isnull=False)),
+            meetings_booked=Count(
+                "id", filter=Q(meeting_booked_at__isnull=False) | Q(meeting_completed_at__isnull=False)
+            ),
+            replies=Count("id", filter=Q(replied_at__isnull=False)),
+        )
     neutral = counts["total_examples"] - counts["positive_examples"] - counts["negative_examples"]
     return {
         "total_examples": counts["total_examples"],

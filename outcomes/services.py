@@ -28,6 +28,7 @@ from outcomes.models import OutcomeLabel
 from outcomes.retry import ATTEMPTS, pause, transient
 from outcomes.scoring import quality_score_expression
 from outcomes.scrubbing import scrub
+from outcomes.training_text import training_tokens_of
 from registry.models import RegisteredModel
 from registry.services import Counts, model_counters_add
 from registry.services.performance import CounterOverflow
@@ -57,6 +58,8 @@ UPSERT_FIELDS = (
 )
 CURATION_FIELDS = ("excluded_from_training", "reviewer_note", "ideal_body")
 LABEL_FIELDS = (*UPSERT_FIELDS, *CURATION_FIELDS)
+# The fields a label's training text (and so its stored token count) is made of.
+TEXT_FIELDS = ("first_name", "last_name", "company", "prompt", "subject", "body", "ideal_body")
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,9 @@ def _update_existing(existing: OutcomeLabel, label: OutcomeLabel, item: OutcomeI
         changed += [name for name in ("subject", "body", "ideal_body") if name not in changed]
     for name in changed:
         setattr(existing, name, getattr(label, name))
+    if set(changed) & set(TEXT_FIELDS):
+        count_training_text(existing)
+        changed.append("training_tokens")
     if changed:
         existing.save(update_fields=[*changed, "updated_at"])
     return bool(changed)
@@ -293,6 +299,7 @@ def _write_labels_once(organization: Organization, cleaned: CleanedLabels, resul
             result.errors = {"body": ["This field is required for a new outcome."]}
             continue
         else:
+            count_training_text(label)
             new.append(label)
             attributed.append((index, label))
             result.created = result.changed = True
@@ -325,8 +332,59 @@ def outcome_curate(
     others = [field.name for field in OutcomeLabel._meta.fields if field.name not in CURATION_FIELDS]
     label.full_clean(exclude=others, validate_unique=False, validate_constraints=False)
     label.ideal_body = scrub(ideal_body, first_name=label.first_name, last_name=label.last_name, company=label.company)
-    label.save(update_fields=["excluded_from_training", "reviewer_note", "ideal_body", "updated_at"])
+    count_training_text(label)
+    label.save(update_fields=["excluded_from_training", "reviewer_note", "ideal_body", "training_tokens", "updated_at"])
     return label
+
+
+# --- Training texts ---------------------------------------------------------------------------
+
+
+def count_training_text(label: OutcomeLabel) -> None:
+    """Store the token count of the label's training text on it (not saved): at every write of its text."""
+    label.training_tokens = training_tokens_of(**{name: getattr(label, name) for name in TEXT_FIELDS})
+
+
+def training_tokens_backfill(
+    *, chunk_size: int = 1000, recount: bool = False, progress: Callable[[int], None] | None = None
+) -> int:
+    """Count the training texts of labels written before counts were stored (or all, with ``recount``).
+
+    A chunk per transaction, its rows locked in id order as every writer of labels locks them,
+    so a concurrent upsert can never be overwritten by a count of its old text. Returns how many
+    labels were counted.
+    """
+    done, last_pk = 0, None
+    while True:
+        with transaction.atomic():
+            rows = OutcomeLabel.objects.select_for_update().order_by("pk").only("pk", *TEXT_FIELDS)
+            rows = rows if recount else rows.filter(training_tokens__isnull=True)
+            chunk = list((rows.filter(pk__gt=last_pk) if last_pk is not None else rows)[:chunk_size])
+            _store_counts(chunk)
+        if not chunk:
+            return done
+        done, last_pk = done + len(chunk), chunk[-1].pk
+        if progress:
+            progress(done)
+
+
+def _store_counts(labels: list[OutcomeLabel]) -> None:
+    """Count the labels' training texts and store the counts in one ``UPDATE ... FROM (VALUES ...)``.
+
+    Django's ``bulk_update`` writes a CASE with a branch per row, which the database evaluates
+    row by row; a joined list of values is one pass on PostgreSQL and SQLite alike.
+    """
+    if not labels:
+        return
+    values = []
+    for label in labels:
+        count_training_text(label)
+        values += [OutcomeLabel._meta.pk.get_db_prep_value(label.pk, connection), label.training_tokens]
+    rows = ", ".join(["(%s, %s)"] * len(labels))
+    table = connection.ops.quote_name(OutcomeLabel._meta.db_table)
+    sql = f"UPDATE {table} SET training_tokens = v.column2 FROM (VALUES {rows}) AS v WHERE {table}.id = v.column1"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
 
 
 # --- Events -----------------------------------------------------------------------------------

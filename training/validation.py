@@ -103,7 +103,7 @@ def validate_lines(
     """
     if method not in CHECKS:
         raise ValueError(f"method must be 'sft', 'dpo' or 'kto', not {method!r}.")
-    validator = _Validator(method=method, model=model, allow_metadata=allow_metadata)
+    validator = Validator(method=method, model=model, allow_metadata=allow_metadata)
     for line_number, raw in enumerate(lines, start=1):
         validator.feed(line_number, raw)
     return validator.report()
@@ -131,8 +131,13 @@ def _describe(error: LineError) -> str:
     return f"{where}: {error.message} [{error.code}]"
 
 
-class _Validator:
-    """The running state of one validation: counters, the first errors and the token tally."""
+class Validator:
+    """The running state of one validation: counters, the first errors and the token tally.
+
+    :meth:`feed` checks a line of a file; :meth:`feed_example` checks an example as an export
+    writes it, with its tokens already counted, so that a dataset is validated in the same pass
+    that writes it instead of being read and parsed again.
+    """
 
     def __init__(self, *, method: Method, model: str, allow_metadata: bool) -> None:
         self.method = method
@@ -156,6 +161,16 @@ class _Validator:
         if not problems:
             self._measure(line_number, example)
 
+    def feed_example(self, example: Mapping[str, Any], tokens: int) -> None:
+        """Check the next line's example, already parsed, whose exact token count is ``tokens``."""
+        self.n_lines += 1
+        self.n_examples += 1
+        problems = self.check(example, self.allowed_keys)
+        for code, message in problems:
+            self.add_error(self.n_lines, code, message)
+        if not problems:
+            self._measure(self.n_lines, example, tokens)
+
     def _parse(self, line_number: int, raw: bytes | str) -> dict[str, Any] | None:
         if not raw.strip():
             self.add_error(line_number, "invalid_json", "blank line; every line must hold one example")
@@ -171,11 +186,14 @@ class _Validator:
             return None
         return value
 
-    def _measure(self, line_number: int, example: Mapping[str, Any]) -> None:
+    def _measure(self, line_number: int, example: Mapping[str, Any], tokens: int | None = None) -> None:
         roles = {message.get("role") for message in _prompt_messages(example)}
         self.missing_system += "system" not in roles
         self.missing_user += "user" not in roles
-        tokens = self.tally.add(example, position=line_number)
+        if tokens is None:
+            tokens = self.tally.add(example, position=line_number)
+        else:
+            self.tally.add_count(tokens, position=line_number)
         if tokens > self.tally.limit:
             limit = self.tally.limit
             self.add_error(line_number, "over_token_limit", f"{tokens} tokens, over {self.model}'s {limit}")
@@ -278,6 +296,8 @@ def _check_top_level(example: Mapping[str, Any], allowed_keys: frozenset[str]) -
 
 
 def _unknown_keys(mapping: Mapping[str, Any], allowed: frozenset[str], code: str, where: str) -> list[Problem]:
+    if mapping.keys() <= allowed:
+        return []
     unknown = sorted(key for key in mapping if key not in allowed)
     if not unknown:
         return []
@@ -293,6 +313,8 @@ def _check_messages(messages: list[Any], where: str) -> list[Problem]:
 
 
 def _check_message(message: Any, where: str) -> list[Problem]:
+    if _plain_text_message(message):
+        return []
     if not isinstance(message, dict):
         return [("message_unrecognized_key", f"`{where}` is not an object")]
     problems = _unknown_keys(message, MESSAGE_KEYS, "message_unrecognized_key", f"`{where}`")
@@ -300,6 +322,20 @@ def _check_message(message: Any, where: str) -> list[Problem]:
     if not isinstance(role, str) or role not in ROLES:
         problems.append(("unrecognized_role", f"`{where}` has role {role!r}"))
     return problems + _check_content(message, where)
+
+
+def _plain_text_message(message: Any) -> bool:
+    """The common case, settled at once: ``{"role", "content"}`` with a known role and clean, non-blank text.
+
+    Every such message passes every check below; anything else takes the full checks.
+    """
+    if type(message) is not dict or len(message) != 2:
+        return False
+    role = message.get("role")
+    if type(role) is not str or role not in ROLES:
+        return False
+    content = message.get("content")
+    return type(content) is str and content != "" and not content.isspace() and "<|" not in content
 
 
 def _check_content(message: Mapping[str, Any], where: str) -> list[Problem]:

@@ -322,6 +322,7 @@ def test_a_pair_whose_two_sides_are_equal_once_scrubbed_is_never_written(formatt
     row = DpoRow(
         n_prompt="", **segment, **negative_side, n_first_name="Jane", level=0,
         **positive_side, p_first_name="Bob", p_deal=0, held_out=0,
+        n_training_tokens=None, p_training_tokens=None,
     )  # fmt: skip
     changed = row._replace(p_body="Hi Bob, another idea.")
 
@@ -602,7 +603,7 @@ def test_the_command_exports_and_prints_the_count_tokens_cost_and_sha256(organiz
     assert f"Exported 10 example(s) to {target}" in out.getvalue()
     assert "Tokens: " in out.getvalue() and "Estimated cost: $0.0" in out.getvalue()
     assert f"sha256: {digest}" in out.getvalue()
-    assert "10/10 examples (100%)" in err.getvalue()
+    assert "10 of at most 10 examples (>= 100%)" in err.getvalue()
 
 
 def test_the_command_writes_dpo_pairs_with_a_validation_file(organization: Any, tmp_path: Path) -> None:

@@ -9,7 +9,15 @@ validates and prices them. The rules every export follows are in ``docs/``.
 from training.datasets.formatter import OutcomeDataFormatter, scrubbed, segment_request
 from training.datasets.kto import kto_query
 from training.datasets.pairs import DpoRow, dpo_query
-from training.datasets.queries import SEGMENT_COLUMNS, Selection, SftMetadata, SftRow, dataset_counts, sft_query
+from training.datasets.queries import (
+    SEGMENT_COLUMNS,
+    Selection,
+    SftMetadata,
+    SftRow,
+    dataset_counts,
+    export_size_bound,
+    sft_query,
+)
 from training.datasets.writer import ExportResult, WrittenDataset
 from training.validation import Method
 
@@ -25,6 +33,7 @@ __all__ = [
     "WrittenDataset",
     "dataset_counts",
     "dpo_query",
+    "export_size_bound",
     "kto_query",
     "scrubbed",
     "segment_request",

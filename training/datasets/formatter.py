@@ -10,14 +10,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
-from outcomes.scrubbing import may_hold_personal_data, scrub
+from outcomes.training_text import assistant_text, scrubbed
 from training.datasets.dedupe import SeenTexts
 from training.datasets.kto import kto_example, kto_query
 from training.datasets.pairs import DpoRow, dpo_query
@@ -30,8 +30,8 @@ from training.datasets.writer import (
     WrittenDataset,
     default_validation_path,
 )
-from training.tokens import Epochs
-from training.validation import Method
+from training.tokens import REPLY_PRIMING_TOKENS, Epochs, ExampleCounter
+from training.validation import Method, Validator
 
 SEGMENT_LABELS = ("Industry", "Role", "Company size", "Framework", "Tone", "Channel")
 # The attributes a DPO pair's prompt names at each backoff level, as positions in SEGMENT_LABELS.
@@ -41,17 +41,6 @@ _SEPARATORS = str.maketrans({",": "/", ";": "/", "=": ":", "\n": " ", "\r": " "}
 
 
 # --- Messages ------------------------------------------------------------------------------------
-
-
-def scrubbed(first_name: str, last_name: str, company: str, *texts: str) -> Sequence[str]:
-    """The texts with the prospect's personal data replaced by placeholders.
-
-    ``scrub`` runs only when :func:`outcomes.scrubbing.may_hold_personal_data` says it could
-    change something; one test covers all the texts of a row, joined, so a clean row is cheap.
-    """
-    if not may_hold_personal_data("\n".join(texts), first_name, last_name, company):
-        return texts
-    return [scrub(text, first_name=first_name, last_name=last_name, company=company) for text in texts]
 
 
 def positive_texts(selection: Selection) -> SeenTexts:
@@ -82,11 +71,6 @@ def segment_request(values: tuple[str, ...], positions: tuple[int, ...] = LEVEL_
         if value:
             parts.append(f"{SEGMENT_LABELS[position]}={value}")
     return "Write a message for: " + ", ".join(parts) if parts else "Write a message."
-
-
-def assistant_text(subject: str, body: str) -> str:
-    """The training target: "Subject: ...\\n\\n" + body, or the body alone when there is no subject."""
-    return f"Subject: {subject}\n\n{body}" if subject.strip() else body
 
 
 def uuid_text(value: Any) -> str:
@@ -167,7 +151,7 @@ class OutcomeDataFormatter:
             include_metadata=include_metadata,
             progress=progress,
         )
-        return written.finish(model=self.model, n_epochs=n_epochs, include_metadata=include_metadata)
+        return written.finish(model=self.model, n_epochs=n_epochs)
 
     def write_jsonl(
         self,
@@ -180,9 +164,9 @@ class OutcomeDataFormatter:
         include_metadata: bool = False,
         progress: Progress | None = None,
     ) -> WrittenDataset:
-        """Stream the examples into temporary files: the export's fast phase, before validation.
+        """Stream the examples into temporary files, validating and counting them as they are written.
 
-        The returned :class:`WrittenDataset` is validated, priced and renamed into place by
+        The returned :class:`WrittenDataset` is accepted, priced and renamed into place by
         :meth:`WrittenDataset.finish`, or thrown away by :meth:`WrittenDataset.discard`.
         """
         if not 0 <= validation_percent < 100:
@@ -190,16 +174,25 @@ class OutcomeDataFormatter:
         with transaction.atomic():
             query = self.query(selection, method, include_metadata=include_metadata)
             cutoff = query.cutoff(validation_percent) if validation_percent else None
-            training = JsonlWriter(path)
-            validation = JsonlWriter(validation_path or default_validation_path(path)) if cutoff else None
-            written = WrittenDataset(method, training, validation)
+            training = self.writer(path, method, include_metadata)
+            held_out = validation_path or default_validation_path(path)
+            written = WrittenDataset(
+                method, training, self.writer(held_out, method, include_metadata) if cutoff else None
+            )
             try:
-                lines = self.lines(selection, method, include_metadata=include_metadata, statement=query.stream(cutoff))
+                statement = query.stream(cutoff)
+                lines = self.lines(
+                    selection, method, include_metadata=include_metadata, statement=statement, count=True
+                )
                 written.consume(lines, progress)
             except BaseException:
                 written.discard()
                 raise
         return written
+
+    def writer(self, path: Path, method: Method, include_metadata: bool) -> JsonlWriter:
+        """A temporary file for ``path`` whose examples are validated for this formatter's model."""
+        return JsonlWriter(path, Validator(method=method, model=self.model, allow_metadata=include_metadata))
 
     @staticmethod
     def query(selection: Selection, method: Method, *, include_metadata: bool = False) -> ExampleQuery:
@@ -218,29 +211,36 @@ class OutcomeDataFormatter:
         *,
         include_metadata: bool = False,
         statement: tuple[str, list[Any]] | None = None,
+        count: bool = False,
     ) -> Iterator[Line]:
         """Every example of the selection, best first, with its held-out and class flags.
 
-        Must run inside a transaction (see :func:`~training.datasets.queries.stream_rows`).
+        With ``count``, each line carries the example's exact token count (else 0). Must run
+        inside a transaction (see :func:`~training.datasets.queries.stream_rows`).
         """
         sql, params = statement or self.query(selection, method, include_metadata=include_metadata).stream(None)
+        counter = ExampleCounter(self.model) if count else None
         if method == "dpo":
-            return self.dpo_lines(selection, stream_rows(sql, params, make=DpoRow._make))
+            return self.dpo_lines(selection, stream_rows(sql, params, make=DpoRow._make), counter)
         if method == "kto":
-            return self.kto_lines(stream_rows(sql, params, make=SftRow._make))
+            return self.kto_lines(stream_rows(sql, params, make=SftRow._make), counter)
         if include_metadata:
-            return self.sft_lines(stream_rows(sql, params, make=SftMetadata.split))
-        return self.sft_lines((row, None) for row in stream_rows(sql, params, make=SftRow._make))
+            return self.sft_lines(stream_rows(sql, params, make=SftMetadata.split), counter)
+        return self.sft_lines(((row, None) for row in stream_rows(sql, params, make=SftRow._make)), counter)
 
-    def sft_lines(self, rows: Iterable[tuple[SftRow, SftMetadata | None]]) -> Iterator[Line]:
+    def sft_lines(
+        self, rows: Iterable[tuple[SftRow, SftMetadata | None]], counter: ExampleCounter | None = None
+    ) -> Iterator[Line]:
         """The SFT examples of streamed rows, the first of each scrubbed training text only."""
         seen = SeenTexts()
         for row, metadata in rows:
-            line = self.sft_line(row, metadata, seen=seen)
+            line = self.sft_line(row, metadata, seen=seen, counter=counter)
             if line is not None:
                 yield line
 
-    def dpo_lines(self, selection: Selection, rows: Iterable[DpoRow]) -> Iterator[Line]:
+    def dpo_lines(
+        self, selection: Selection, rows: Iterable[DpoRow], counter: ExampleCounter | None = None
+    ) -> Iterator[Line]:
         """The DPO pairs of streamed rows, compared on their scrubbed texts.
 
         A negative whose scrubbed text is a positive's, or another negative's already written,
@@ -249,12 +249,17 @@ class OutcomeDataFormatter:
         positives = positive_texts(selection)
         negatives = SeenTexts()
         for row in rows:
-            line = self.dpo_line(row, positives=positives, negatives=negatives)
+            line = self.dpo_line(row, positives=positives, negatives=negatives, counter=counter)
             if line is not None:
                 yield line
 
     def sft_line(
-        self, row: SftRow, metadata: SftMetadata | None = None, *, seen: SeenTexts | None = None
+        self,
+        row: SftRow,
+        metadata: SftMetadata | None = None,
+        *,
+        seen: SeenTexts | None = None,
+        counter: ExampleCounter | None = None,
     ) -> Line | None:
         """One SFT example: the request (with the target outcome when conditioned), the scrubbed message.
 
@@ -268,31 +273,42 @@ class OutcomeDataFormatter:
         request = prompt or segment_request(row.segment)
         if row.outcome:
             request = f"{request}\n\nTarget outcome: {row.outcome}"
+        assistant = assistant_text(subject, text)
         example: dict[str, Any] = {
-            "messages": [
-                self.system,
-                {"role": "user", "content": request},
-                {"role": "assistant", "content": assistant_text(subject, text)},
-            ]
+            "messages": [self.system, {"role": "user", "content": request}, {"role": "assistant", "content": assistant}]
         }
         if metadata is not None:
             example["metadata"] = metadata_of(metadata)
-        return example, row.held_out == 1, row.kind == POSITIVE, row.deal == 1
+        tokens = (
+            self.prompt_tokens(counter, request) + counter.completion(assistant, row.training_tokens) if counter else 0
+        )
+        return example, row.held_out == 1, row.kind == POSITIVE, row.deal == 1, tokens
 
-    def kto_lines(self, rows: Iterable[SftRow]) -> Iterator[Line]:
+    def prompt_tokens(self, counter: ExampleCounter, request: str) -> int:
+        """Tokens of an example's system and user messages and of the reply priming (all cached)."""
+        return (
+            counter.message("system", self.system["content"]) + counter.message("user", request) + REPLY_PRIMING_TOKENS
+        )
+
+    def kto_lines(self, rows: Iterable[SftRow], counter: ExampleCounter | None = None) -> Iterator[Line]:
         """KTO rows: the request and the scrubbed message, desirable when the label is a positive.
 
-        Deduplicated on the scrubbed training text, like the SFT examples.
+        Deduplicated on the scrubbed training text, like the SFT examples (and counted alike).
         """
         seen = SeenTexts()
         for row in rows:
-            line = self.sft_line(row, seen=seen)
+            line = self.sft_line(row, seen=seen, counter=counter)
             if line is not None:
-                example, held_out, positive, deal = line
-                yield kto_example(example, positive), held_out, positive, deal
+                example, held_out, positive, deal, tokens = line
+                yield kto_example(example, positive), held_out, positive, deal, tokens
 
     def dpo_line(
-        self, row: DpoRow, *, positives: SeenTexts | None = None, negatives: SeenTexts | None = None
+        self,
+        row: DpoRow,
+        *,
+        positives: SeenTexts | None = None,
+        negatives: SeenTexts | None = None,
+        counter: ExampleCounter | None = None,
     ) -> Line | None:
         """One DPO pair: the negative's message is the non-preferred output, the positive's the preferred.
 
@@ -319,4 +335,15 @@ class OutcomeDataFormatter:
             "preferred_output": [{"role": "assistant", "content": preferred}],
             "non_preferred_output": [{"role": "assistant", "content": non_preferred}],
         }
-        return example, row.held_out == 1, True, row.p_deal == 1
+        tokens = self.pair_tokens(counter, request, row, preferred, non_preferred) if counter else 0
+        return example, row.held_out == 1, True, row.p_deal == 1, tokens
+
+    def pair_tokens(
+        self, counter: ExampleCounter, request: str, row: DpoRow, preferred: str, non_preferred: str
+    ) -> int:
+        """A DPO pair's tokens: its prompt and the longer of its outputs (see ``count_example_tokens``)."""
+        longer = max(
+            counter.completion(preferred, row.p_training_tokens),
+            counter.completion(non_preferred, row.n_training_tokens),
+        )
+        return self.prompt_tokens(counter, request) + longer

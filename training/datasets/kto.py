@@ -10,34 +10,14 @@ and validation split are the SFT export's own; the prompt never names the outcom
 import dataclasses
 from typing import Any
 
-from training.datasets.queries import (
-    NEGATIVE,
-    POOL_COLUMNS,
-    POSITIVE,
-    SFT_EXPRESSIONS,
-    ExampleQuery,
-    Selection,
-    SftRow,
-    pool_sql,
-)
+from training.datasets.queries import NEGATIVE, POSITIVE, ExampleQuery, Selection, SftRow, best_first_query
 
 
 def kto_query(selection: Selection) -> ExampleQuery:
     """Positives and (unless ``include_negative_examples`` is off) matured negatives; best first."""
     kinds = [POSITIVE, NEGATIVE] if selection.include_negative_examples else [POSITIVE]
     plain = dataclasses.replace(selection, outcome_conditioned=False)
-    pool, params = pool_sql(plain, kinds, (*POOL_COLUMNS, "deal", "outcome"))
-    return ExampleQuery(
-        prefix=f"WITH pool AS ({pool})",
-        params=params,
-        source="pool",
-        fields=SftRow._fields,
-        expressions=SFT_EXPRESSIONS,
-        order="quality_score DESC, sent_at DESC, id DESC",
-        time_key="sent_at",
-        id_key="id",
-        limit=selection.limit,
-    )
+    return best_first_query(plain, kinds, SftRow._fields)
 
 
 def kto_example(sft_example: dict[str, Any], desirable: bool) -> dict[str, Any]:

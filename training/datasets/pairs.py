@@ -26,7 +26,8 @@ class DpoRow(NamedTuple):
     """One DPO pair as :func:`dpo_query` reads it: ``n_`` the negative's columns, ``p_`` the positive's.
 
     ``level`` is how far the pairing backed off from the negative's segment (0: an exact match,
-    then industry + role, industry, any positive); ``p_deal`` is 1 when the positive closed a deal.
+    then industry + role, industry, any positive); ``p_deal`` is 1 when the positive closed a deal;
+    ``n_training_tokens`` and ``p_training_tokens`` are the labels' stored training-text counts.
     """
 
     n_prompt: str
@@ -51,6 +52,8 @@ class DpoRow(NamedTuple):
     p_company: str
     p_deal: int
     held_out: int
+    n_training_tokens: int | None = None
+    p_training_tokens: int | None = None
 
     @property
     def segment(self) -> tuple[str, ...]:
@@ -101,6 +104,8 @@ _PAIR_COLUMNS = ", ".join(
         "m.lvl AS lvl",
         *(f"p.{column} AS p_{column}" for column in TEXT_COLUMNS),
         "CASE WHEN p.deal_closed_at IS NULL THEN 0 ELSE 1 END AS p_deal",
+        "n.training_tokens AS n_training_tokens",
+        "p.training_tokens AS p_training_tokens",
     ]
 )
 # Pairing with window functions only, so no plan depends on the planner guessing the pool's size

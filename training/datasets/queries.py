@@ -18,7 +18,8 @@ from typing import Any, NamedTuple, TypeVar
 from django.db import connection
 from django.db.models import Case, CharField, IntegerField, Q, Value, When
 
-from outcomes.selectors import example_kind, matured_before, ranked_pool, training_data_stats
+from outcomes.models import OutcomeLabel
+from outcomes.selectors import NEGATIVE_QUALITY_BELOW, example_kind, matured_before, ranked_pool, training_data_stats
 
 Row = TypeVar("Row")
 
@@ -37,7 +38,16 @@ OUTCOME_NAME = Case(
 CLOSED_A_DEAL = Case(When(deal_closed_at__isnull=False, then=Value(1)), default=Value(0), output_field=IntegerField())
 SEGMENT_COLUMNS = ("industry", "role", "company_size", "framework", "tone", "channel")
 TEXT_COLUMNS = ("subject", "body", "ideal_body", "first_name", "last_name", "company")
-POOL_COLUMNS = ("id", "sent_at", "quality_score", "deal_value", "prompt", *SEGMENT_COLUMNS, *TEXT_COLUMNS)
+POOL_COLUMNS = (
+    "id",
+    "sent_at",
+    "quality_score",
+    "deal_value",
+    "prompt",
+    *SEGMENT_COLUMNS,
+    *TEXT_COLUMNS,
+    "training_tokens",
+)
 
 
 @dataclass(frozen=True)
@@ -132,7 +142,8 @@ def pool_sql(selection: Selection, kinds: Sequence[int], columns: Sequence[str])
 class SftRow(NamedTuple):
     """One SFT example as :func:`sft_query` reads it from the pool.
 
-    ``target`` is the training text (the reviewer's ideal body, else the body), chosen in SQL.
+    ``target`` is the training text (the reviewer's ideal body, else the body), chosen in SQL;
+    ``training_tokens`` the count its label stored when it was written (None if it has none).
     """
 
     prompt: str
@@ -151,6 +162,7 @@ class SftRow(NamedTuple):
     deal: int
     outcome: str
     held_out: int
+    training_tokens: int | None = None
 
     @property
     def segment(self) -> tuple[str, ...]:
@@ -175,7 +187,38 @@ class SftMetadata(NamedTuple):
         return SftRow._make(values[:end]), cls._make(values[end:])
 
 
-SFT_EXPRESSIONS = {"target": "COALESCE(NULLIF(ideal_body, ''), body)", "outcome_id": "id"}
+# The pool's labels are ranked on the narrow pool index; their texts are read by id afterwards.
+LABELS_BY_ID = "best JOIN outcome_labels l ON l.id = best.id"
+BEST_FIRST = "best.quality_score DESC, best.sent_at DESC, best.id DESC"
+BEST_OF_POOL = "quality_score DESC, sent_at DESC, id DESC"
+SFT_EXPRESSIONS = {
+    "target": "COALESCE(NULLIF(l.ideal_body, ''), l.body)",
+    "outcome_id": "best.id",
+    "quality_score": "best.quality_score",
+    "deal_value": "l.deal_value",
+}
+RANK_COLUMNS = ("id", "sent_at", "quality_score", "deal", "outcome")
+
+
+def best_first_query(selection: Selection, kinds: Sequence[int], fields: Sequence[str]) -> ExampleQuery:
+    """The pool's labels of ``kinds``, best first, each row's ``fields`` read from its label.
+
+    The duplicate collapse and the classes need only the pool index's columns, so PostgreSQL
+    ranks the pool on that index alone and sorts the narrow ranked rows; each winner's texts
+    are then read by id, in that order, so no sort ever carries the texts.
+    """
+    pool, params = pool_sql(selection, kinds, RANK_COLUMNS)
+    return ExampleQuery(
+        prefix=f"WITH best AS (SELECT * FROM ({pool}) pool ORDER BY {BEST_OF_POOL})",  # noqa: S608 - constants
+        params=params,
+        source=LABELS_BY_ID,
+        fields=fields,
+        expressions=SFT_EXPRESSIONS,
+        order=BEST_FIRST,
+        time_key="best.sent_at",
+        id_key="best.id",
+        limit=selection.limit,
+    )
 
 
 def sft_query(selection: Selection, *, include_metadata: bool = False) -> ExampleQuery:
@@ -183,18 +226,8 @@ def sft_query(selection: Selection, *, include_metadata: bool = False) -> Exampl
     kinds = [POSITIVE]
     if selection.outcome_conditioned and selection.include_negative_examples:
         kinds.append(NEGATIVE)
-    pool, params = pool_sql(selection, kinds, (*POOL_COLUMNS, "deal", "outcome"))
-    return ExampleQuery(
-        prefix=f"WITH pool AS ({pool})",
-        params=params,
-        source="pool",
-        fields=(*SftRow._fields, *SftMetadata._fields) if include_metadata else SftRow._fields,
-        expressions=SFT_EXPRESSIONS,
-        order="quality_score DESC, sent_at DESC, id DESC",
-        time_key="sent_at",
-        id_key="id",
-        limit=selection.limit,
-    )
+    fields = (*SftRow._fields, *SftMetadata._fields) if include_metadata else SftRow._fields
+    return best_first_query(selection, kinds, fields)
 
 
 def stream_rows(sql: str, params: Sequence[Any], *, make: Callable[[Sequence[Any]], Row]) -> Iterator[Row]:
@@ -227,3 +260,20 @@ def dataset_counts(organization_id: uuid.UUID | str | None, min_quality_score: f
         "sft_outcome_conditioned": positives + negatives,
         "dpo": negatives if positives else 0,
     }
+
+
+def export_size_bound(
+    organization_id: uuid.UUID | str | None, min_quality_score: float, *, positives: bool, negatives: bool
+) -> int:
+    """At most how many examples an export writes: a cheap bound for a progress line, not a count.
+
+    Counts the pool's labels scored as positives (at or above the threshold) and as negatives
+    (below 0.2) through the ``(organization, quality_score)`` index, without the duplicate
+    collapse, the bounced, excluded and maturity rules or a DPO pair's partner: each of those
+    only lowers the true number. The exact numbers are :func:`dataset_counts`, a full pass.
+    """
+    labels = OutcomeLabel.objects.for_pool(organization_id).order_by()
+    bound = labels.filter(quality_score__gte=min_quality_score).count() if positives else 0
+    if negatives:
+        bound += labels.filter(quality_score__lt=min(NEGATIVE_QUALITY_BELOW, min_quality_score)).count()
+    return bound

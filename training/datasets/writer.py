@@ -1,8 +1,9 @@
 """The dataset files: JSONL written beside the target, hashed, validated, priced, then renamed into place.
 
-Nothing appears at a target path until its file is complete and valid, so a crash or a refused
-dataset never leaves a half-written file behind. Counts, tokens and cost come back as an
-:class:`ExportResult`.
+One pass: each example is serialized, hashed, validated and counted as it is written, so a
+file is never read back. Nothing appears at a target path until its file is complete and valid,
+so a crash or a refused dataset never leaves a half-written file behind. Counts, tokens and cost
+come back as an :class:`ExportResult`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 import orjson
 
 from training.tokens import CostEstimate, Epochs, TokenTally
-from training.validation import Method, ValidationReport, ensure_valid, validate_jsonl
+from training.validation import Method, ValidationReport, Validator, ensure_valid
 
-Line = tuple[dict[str, Any], bool, bool, bool]  # example, held out for validation, positive, closed a deal
+# example, held out for validation, positive, closed a deal, exact tokens
+Line = tuple[dict[str, Any], bool, bool, bool, int]
 Progress = Callable[[int], None]
 
 PROGRESS_EVERY = 10_000
@@ -70,14 +72,15 @@ class ExportResult:
 
 
 class JsonlWriter:
-    """One JSONL file being written: a temporary file beside the target, its sha256 and line count.
+    """One JSONL file being written: a temporary file beside the target, its sha256, line count and validation.
 
     Nothing appears at the target path until :meth:`commit` renames the finished file over it, so
     a crash or a failed validation never leaves a half-written or invalid dataset behind.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, validator: Validator) -> None:
         self.path = path
+        self.validator = validator
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, FILE_MODE)
@@ -86,11 +89,13 @@ class JsonlWriter:
         self.digest = hashlib.sha256()
         self.count = 0
 
-    def write(self, example: dict[str, Any]) -> None:
+    def write(self, example: dict[str, Any], tokens: int) -> None:
+        """Append one example (whose exact token count is ``tokens``), hash it and validate it."""
         line = orjson.dumps(example, option=orjson.OPT_APPEND_NEWLINE)
         self.file.write(line)
         self.digest.update(line)
         self.count += 1
+        self.validator.feed_example(example, tokens)
 
     def close(self) -> None:
         """Flush the file to disk, so the rename can never expose an empty file after a crash."""
@@ -130,11 +135,11 @@ class WrittenDataset:
         """Write each line to its file, counting the training file's classes and deals."""
         training, validation = self.training, self.validation
         written = 0
-        for example, held_out, positive, deal in lines:
+        for example, held_out, positive, deal, tokens in lines:
             if held_out and validation is not None:
-                validation.write(example)
+                validation.write(example, tokens)
             else:
-                training.write(example)
+                training.write(example, tokens)
                 self.positive_examples += positive
                 self.negative_examples += not positive
                 self.deals_in_training += deal
@@ -144,25 +149,25 @@ class WrittenDataset:
         if progress is not None:
             progress(written)
 
-    def finish(self, *, model: str, n_epochs: Epochs = 3, include_metadata: bool = False) -> ExportResult:
-        """Validate both files, rename them into place and return counts, tokens and cost.
+    def finish(self, *, model: str, n_epochs: Epochs = 3) -> ExportResult:
+        """Accept both files when they are valid, rename them into place and return counts, tokens and cost.
 
         When a file fails validation (or anything else goes wrong), both are thrown away.
         """
         try:
-            report = self.validated(model, include_metadata=include_metadata)
+            report = self.validated()
             return self.result(report, cost_of(report, model=model, n_epochs=n_epochs))
         except BaseException:
             self.discard()
             raise
 
-    def validated(self, model: str, *, include_metadata: bool) -> ValidationReport:
-        """Close and validate both files; the training file's report (a validation file may be small)."""
+    def validated(self) -> ValidationReport:
+        """Close both files and check their reports; the training file's (a validation file may be small)."""
         self.training.close()
-        report = ensure_valid(self.validate(self.training, model, include_metadata=include_metadata))
+        report = ensure_valid(self.training.validator.report())
         if self.validation is not None:
             self.validation.close()
-            ensure_valid_holdout(self.validate(self.validation, model, include_metadata=include_metadata))
+            ensure_valid_holdout(self.validation.validator.report())
         return report
 
     def result(self, report: ValidationReport, cost: CostEstimate) -> ExportResult:
@@ -185,10 +190,6 @@ class WrittenDataset:
             validation_count=validation.count if validation is not None else 0,
             validation_sha256=validation.commit() if validation is not None else "",
         )
-
-    def validate(self, file: JsonlWriter, model: str, *, include_metadata: bool) -> ValidationReport:
-        """The validator's report on a closed temporary file; metadata is allowed only when asked for."""
-        return validate_jsonl(file.temporary, method=self.method, model=model, allow_metadata=include_metadata)
 
     def discard(self) -> None:
         self.training.discard()

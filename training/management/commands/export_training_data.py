@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from flywheel.errors import ApplicationError
 from flywheel.selectors import organization_get
-from training.datasets import ExportResult, OutcomeDataFormatter, dataset_counts
+from training.datasets import ExportResult, OutcomeDataFormatter, export_size_bound
 
 
 class Command(BaseCommand):
@@ -65,21 +65,27 @@ class Command(BaseCommand):
 
     @staticmethod
     def expected(organization_id: Any, options: dict[str, Any]) -> int:
-        """How many examples the export should write, for the progress line's percentage."""
-        counts = dataset_counts(organization_id, options["min_quality_score"])
-        if options["method"] == "dpo":
-            total = counts["dpo"]
-        else:
-            total = counts["sft_outcome_conditioned" if options["outcome_conditioned"] else "sft"]
-        return min(total, options["limit"]) if options["limit"] else total
+        """At most how many examples the export writes, for the progress line: an index count, not the stats.
+
+        See :func:`~training.datasets.export_size_bound`; the exact count would cost a pass as
+        long as the duplicate collapse itself.
+        """
+        method = options["method"]
+        bound = export_size_bound(
+            organization_id,
+            options["min_quality_score"],
+            positives=method != "dpo",
+            negatives=method in ("dpo", "kto") or options["outcome_conditioned"],
+        )
+        return min(bound, options["limit"]) if options["limit"] else bound
 
     def progress(self, expected: int) -> Any:
         started = time.monotonic()
 
         def report(written: int) -> None:
-            share = f" ({written / expected:.0%})" if expected else ""
+            share = f" (>= {written / expected:.0%})" if expected else ""
             rate = written / max(time.monotonic() - started, 1e-9)
-            self.stderr.write(f"  {written:,}/{expected:,} examples{share}, {rate:,.0f}/s")
+            self.stderr.write(f"  {written:,} of at most {expected:,} examples{share}, {rate:,.0f}/s")
 
         return report
 

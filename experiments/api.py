@@ -45,7 +45,7 @@ class ModelDeployApi(APIView):
         operation_id="training_deploy",
         parameters=[REGISTRY_ID],
         request=InputSerializer,
-        responses={200: RegisteredModelSerializer, **error_responses(404, 409, 413, 415)},
+        responses={200: RegisteredModelSerializer, **error_responses(404, 409, 413, 415, 502, 503)},
         examples=[
             OpenApiExample(
                 "Full traffic", value={"traffic_percentage": 100.0, "ab_test_group": "control"}, request_only=True
@@ -99,7 +99,7 @@ class PromoteWinnerApi(APIView):
     @extend_schema(
         operation_id="training_promote_winner",
         request=InputSerializer,
-        responses={200: OutputSerializer, **error_responses(404, 409, 413, 415)},
+        responses={200: OutputSerializer, **error_responses(404, 409, 413, 415, 502, 503)},
         summary="Promote the A/B test winner to 100 % traffic",
     )
     def post(self, request: Request) -> Response:

@@ -111,7 +111,8 @@ ERROR_DESCRIPTIONS = {
     413: "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
     415: "The body is not JSON.",
     429: "Too many requests for this API key; retry after the Retry-After seconds.",
-    502: "The fine-tuning provider could not answer; retry later.",
+    502: "The fine-tuning provider or the serving server could not answer; retry later.",
+    503: "The serving server is not configured or cannot be reached; nothing changed, retry later.",
 }
 
 

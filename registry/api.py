@@ -19,6 +19,7 @@ from registry.models import RegisteredModel
 from registry.routing import choose_model
 from registry.selectors import leaderboard, model_get, models_list
 from registry.serializers import LeaderboardEntrySerializer, RegisteredModelSerializer
+from registry.serving import serving_base_url
 
 DEPLOY_PERMISSION = "registry.deploy_model"
 VIEW_PERMISSION = "registry.view_registeredmodel"
@@ -29,7 +30,8 @@ class RouteApi(APIView):
 
     Sticky per lead while traffic is unchanged; falls back to the global pool. The routing
     table is cached per process and its freshness rides on the authentication query, so routing
-    adds no query of its own.
+    adds no query of its own. ``model`` and ``base_url`` are what an agent gives the ``openai``
+    client: where the model answers, read from the settings, not the database.
     """
 
     staff_permissions = {"GET": (VIEW_PERMISSION,)}
@@ -45,6 +47,12 @@ class RouteApi(APIView):
         model_id = serializers.CharField()
         model_version = serializers.CharField()
         ab_test_group = serializers.CharField(allow_blank=True)
+        model = serializers.CharField(help_text="The name to send as the chat completion's ``model``.")
+        base_url = serializers.URLField(
+            allow_null=True,
+            help_text="The OpenAI-compatible base URL to call it at (openweights: the vLLM server; openai: "
+            "OpenAI's API or OPENAI_BASE_URL); null when the model has no server agents can call (local).",
+        )
 
     @extend_schema(
         operation_id="route",
@@ -64,6 +72,8 @@ class RouteApi(APIView):
             "model_id": model.model_id,
             "model_version": model.model_version,
             "ab_test_group": model.ab_test_group,
+            "model": model.model_id,
+            "base_url": serving_base_url(model.provider),
         }
         return Response(answer)
 

@@ -46,6 +46,11 @@ class RegisteredModel(models.Model):
         ARCHIVED = "archived", "Archived"
         FAILED = "failed", "Failed"
 
+    class ServingStatus(models.TextChoices):
+        LOADED = "loaded", "Loaded"
+        UNLOADED = "unloaded", "Unloaded"
+        UNLOAD_FAILED = "unload_failed", "Unload failed"
+
     class ABTestGroup(models.TextChoices):
         CONTROL = "control", "Control"
         VARIANT_A = "variant_a", "Variant A"
@@ -104,6 +109,18 @@ class RegisteredModel(models.Model):
     dataset_sha256 = models.CharField(max_length=64, blank=True, default="")
     base_model_shutdown_date = models.DateField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+
+    # Open-weights lineage: which adapter, on which base model (blank for other providers)
+    adapter_sha256 = models.CharField(
+        "adapter sha256", max_length=64, blank=True, default="", help_text="sha256 of the adapter's weights."
+    )
+    base_model_config_sha256 = models.CharField(
+        "base model config sha256", max_length=64, blank=True, default="", help_text="sha256 of its config.json."
+    )
+
+    # Serving: whether the model's adapter is loaded into its serving server (blank: no load step)
+    serving_status = models.CharField(max_length=16, choices=ServingStatus.choices, blank=True, default="")
+    serving_error = models.TextField(blank=True, default="", help_text="Why the last unload failed.")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

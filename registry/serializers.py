@@ -49,6 +49,10 @@ class RegisteredModelSerializer(serializers.ModelSerializer[RegisteredModel]):
             "fine_tuning_job_id",
             "training_run_id",
             "dataset_sha256",
+            "adapter_sha256",
+            "base_model_config_sha256",
+            "serving_status",
+            "serving_error",
             "created_at",
             "updated_at",
         ]

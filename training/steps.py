@@ -215,11 +215,17 @@ def step_register(*, run: TrainingRun, claim: Claim) -> bool:
 
 
 def _register(run: TrainingRun) -> RegisteredModel:
-    """:func:`registry.services.model_register`; a resumed run gets the model registered before."""
+    """:func:`registry.services.model_register`; a resumed run gets the model registered before.
+
+    An adapter's manifest (open weights) names the base model it was trained on and hashes.
+    """
+    adapter = training_run_provider(run=run).adapter_info(run.fine_tuned_model)
     return model_register(
         model_id=run.fine_tuned_model,
         model_version=run.model_version,
-        base_model=run.base_model,
+        base_model=str(adapter.get("base_model_name") or run.base_model),
+        adapter_sha256=str(adapter.get("sha256") or ""),
+        base_model_config_sha256=str(adapter.get("base_model_config_sha256") or ""),
         organization=run.organization,
         provider=run.provider,
         fine_tuning_job_id=run.provider_job_id,

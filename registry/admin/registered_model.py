@@ -90,10 +90,13 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
                     "fine_tuning_job_id",
                     "training_run_id",
                     "dataset_sha256",
+                    "adapter_sha256",
+                    "base_model_config_sha256",
                     "base_model_shutdown_date",
                 ]
             },
         ),
+        ("Serving", {"fields": ["serving_status", "serving_error"]}),
         (None, {"fields": ["created_at", "updated_at"]}),
     ]
 

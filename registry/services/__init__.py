@@ -23,11 +23,13 @@ from registry.services.performance import (
 from registry.services.pool import Actor, actor_fields, bump_routing_version, configuration, dry_run, recorded
 from registry.services.registration import VERSION_PATTERN, model_mark_ready, model_register
 from registry.services.rollback import last_traffic_step, model_rollback
+from registry.services.serving import SyncCounts, model_unload_adapter, serving_sync
 
 __all__ = [
     "VERSION_PATTERN",
     "Actor",
     "Counts",
+    "SyncCounts",
     "actor_fields",
     "baseline_refresh",
     "bump_routing_version",
@@ -46,5 +48,7 @@ __all__ = [
     "model_set_baseline",
     "model_set_traffic",
     "model_start_ab_test",
+    "model_unload_adapter",
     "recorded",
+    "serving_sync",
 ]

@@ -21,6 +21,7 @@ from flywheel.auth import KeyPrincipal
 from flywheel.errors import Conflict, NotFound
 from flywheel.models import Organization
 from registry.models import ModelEvent, RegisteredModel
+from registry.services.serving import adapter_load, adapter_unload_after_commit
 
 Actor: TypeAlias = AbstractBaseUser | KeyPrincipal | None
 Status = RegisteredModel.Status
@@ -41,6 +42,8 @@ TRAFFIC_MOVES = Q(action__in=[Action.DEPLOYED, Action.TRAFFIC_CHANGED, Action.PR
 
 # Set by recorded() (and so by dry_run()) to collect the audit rows the services write.
 _collected_events: ContextVar[list[ModelEvent] | None] = ContextVar("registry_collected_events", default=None)
+# Set by dry_run(): a preview touches no serving server.
+_previewing: ContextVar[bool] = ContextVar("registry_previewing", default=False)
 
 
 # --- Actors, pools and audit batches -----------------------------------------------------------
@@ -70,9 +73,13 @@ def dry_run(call: Callable[[], object]) -> list[ModelEvent]:
     and the same refusals as the real change, so a preview cannot drift from what happens.
     Domain errors propagate.
     """
-    with transaction.atomic():
-        events = recorded(call)
-        transaction.set_rollback(True)
+    previewing = _previewing.set(True)
+    try:
+        with transaction.atomic():
+            events = recorded(call)
+            transaction.set_rollback(True)
+    finally:
+        _previewing.reset(previewing)
     return events
 
 
@@ -177,7 +184,11 @@ class PoolStep:
             **actor_fields(self.actor),
         )
         if status == Status.DEPLOYED and model.status != Status.DEPLOYED:
-            values["deployed_at"] = timezone.now()
+            # The adapter goes into its server before the model gets traffic; a failed load
+            # raises and the whole change rolls back.
+            values.update(adapter_load(model) if not _previewing.get() else {}, deployed_at=timezone.now())
+        elif status != Status.DEPLOYED and model.status == Status.DEPLOYED:
+            adapter_unload_after_commit(model)  # after the commit: once no route can pick it
         values.update(status=status, traffic_percentage=traffic)
         for name, value in values.items():
             setattr(model, name, value)

@@ -54,6 +54,8 @@ def model_register(
     fine_tuning_job_id: str = "",
     training_run_id: uuid.UUID | None = None,
     dataset_sha256: str = "",
+    adapter_sha256: str = "",
+    base_model_config_sha256: str = "",
     training_stats: dict[str, int] | None = None,
     actor: Actor = None,
     status: str = Status.READY,
@@ -61,7 +63,8 @@ def model_register(
     """Register a trained model (``ready``, or ``training`` while its job runs).
 
     Idempotent for a training run: a resumed run that registers again gets the model it
-    registered the first time, whatever else it passes.
+    registered the first time, whatever else it passes. An open-weights model also records
+    its adapter's sha256 and its base model's config hash.
     """
     if training_run_id is not None:
         existing = RegisteredModel.objects.filter(training_run_id=training_run_id).first()
@@ -78,6 +81,8 @@ def model_register(
         fine_tuning_job_id=fine_tuning_job_id,
         training_run_id=training_run_id,
         dataset_sha256=dataset_sha256,
+        adapter_sha256=adapter_sha256,
+        base_model_config_sha256=base_model_config_sha256,
         **_training_stats(training_stats),
     )
     model.full_clean()

@@ -30,6 +30,8 @@ def test_route_answers_the_deployed_model(tenant: Tenant) -> None:
         "model_id": model.model_id,
         "model_version": model.model_version,
         "ab_test_group": "control",
+        "model": model.model_id,
+        "base_url": None,  # a local model: no server agents can call
     }
 
 

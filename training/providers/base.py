@@ -175,6 +175,10 @@ class FineTuningProvider(ABC):
     def complete(self, model_id: str, system_prompt: str, user_prompt: str) -> str:
         """Answer one prompt with the given model (the seed's ``test_model``)."""
 
+    def adapter_info(self, model_id: str) -> dict[str, Any]:
+        """What the registry records about a trained adapter (sha256, base model); none by default."""
+        return {}
+
     def ensure_method_supported(self, method: str) -> None:
         """Refuse, as a 400-class ``ProviderError``, a method this provider cannot train on."""
         if ("sft" if method == "supervised" else method) not in self.supported_methods:

@@ -1,6 +1,8 @@
 """A whole training run on the openweights provider: export, the real trainer, register and test."""
 
+import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from registry.models import RegisteredModel
 from tests.factories import OrganizationFactory
 from tests.training.helpers import failed_tasks, make_labels, run_due_schedules
 from training.models import TrainingRun
+from training.providers.openweights import artifacts
 from training.services import training_run_start
 
 pytestmark = pytest.mark.django_db
@@ -39,3 +42,8 @@ def test_a_run_on_openweights_trains_a_real_adapter_registers_and_tests_it(
     model = run.registered_model
     assert model is not None and model.status == RegisteredModel.Status.READY
     assert (model.model_id, model.provider) == (run.fine_tuned_model, "openweights")
+    weights = artifacts.adapter_local_dir(model.model_id) / "adapter_model.safetensors"
+    config = Path(openweights.OPENWEIGHTS_BASE_MODEL) / "config.json"
+    assert model.adapter_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert model.base_model_config_sha256 == hashlib.sha256(config.read_bytes()).hexdigest()
+    assert model.base_model == "tiny-qwen2"

@@ -3,7 +3,7 @@
 It answers as vLLM does where Flywheel depends on it: a second load of a loaded name is a 400,
 a load from a path that does not exist is a 400 too, unloading an unknown name is a 404, the
 models list names the base model and every loaded adapter, and a chat completion must name a
-loaded model.
+loaded model. ``faults`` makes a path answer a server error, as a struggling server would.
 """
 
 import json
@@ -19,6 +19,7 @@ class StandIn:
     def __init__(self) -> None:
         self.adapters: dict[str, str] = {}
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.faults: dict[str, int] = {}  # path -> the status it answers instead
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -36,6 +37,8 @@ class StandIn:
 
     def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         self.requests.append((path, body))
+        if path in self.faults:
+            return self.faults[path], {"error": {"message": "The server is overloaded."}}
         if path == "/v1/load_lora_adapter":
             return self.load(body)
         if path == "/v1/unload_lora_adapter":

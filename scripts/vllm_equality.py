@@ -2,26 +2,37 @@
 
 Usage (from the project's root, with the run already trained and registered; see ``.ci/vllm``)::
 
-    OPENWEIGHTS_SERVING_URL=http://127.0.0.1:PORT/v1 .venv/bin/python scripts/vllm_equality.py \
-        --organization demo --prompts 3
+    OPENWEIGHTS_SERVING_URL=http://127.0.0.1:PORT/v1 FLYWHEEL_API_KEY=<the organization's key> \
+        .venv/bin/python scripts/vllm_equality.py --organization demo --prompts 3
 
 The organization's newest ready ``openweights`` model is deployed through Flywheel's deploy
 service, which loads its adapter into the server; a second load of the same adapter must count as
-success. Then, for each prompt, a greedy chat completion through the adapter's name with the
-official ``openai`` client (asking vLLM for the token ids) is compared with greedy decoding of the
-same messages by transformers + PEFT in this process: the prompt's token ids (so the chat
-template is the same on both sides), the generated token ids, and the text that the provider's
-``complete()`` returns through either path. Prints each side's ids and PASS or FAIL; exits 1 on
-any difference.
+success, and ``GET /api/route`` must name the adapter and the server. Then, for each prompt, a
+greedy chat completion with the official ``openai`` client where the route says (vLLM returning
+token ids and log-probabilities) is compared with greedy decoding of the same messages by
+transformers + PEFT in this process: the prompt's token ids (so the chat template is the same on
+both sides), the generated token ids and text, each step's log-probabilities of the chosen token
+and of vLLM's top ``TOP_LOGPROBS`` alternatives (within ``LOGPROB_TOLERANCE``), and the text the
+provider's ``complete()`` returns through either path. The base model's own answer from the same
+server shows that the adapter was applied: it must differ in tokens or move the
+log-probabilities by more than ``ADAPTER_EFFECT``. Prints both sides' ids and PASS or FAIL;
+exits 1 on any difference.
 """
 
 import argparse
+import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# float32 on both sides: the same tokens, and log-probabilities within this of each other.
+LOGPROB_TOLERANCE = 1e-3
+# The adapter must move the served log-probabilities by more than this (or change the tokens).
+ADAPTER_EFFECT = 1e-2
+TOP_LOGPROBS = 5
 USER_PROMPTS = (
     "Write a message for: Industry=SaaS, Role=CTO, Framework=PAS, Tone=professional",
     "Write a message for: Industry=Fintech, Role=CFO, Framework=AIDA, Tone=friendly",
@@ -56,9 +67,11 @@ def deploy(model: Any) -> None:
     """Deploy through the registry's service; the adapter must then be loaded, and a reload succeed."""
     from registry.services import model_deploy
     from training.providers import get_provider
+    from training.providers.openweights.provider import OpenWeightsProvider
 
     model_deploy(model=model, traffic_percentage=100.0, actor=None, reason="CI: serve the adapter with vLLM")
     provider = get_provider("openweights")
+    assert isinstance(provider, OpenWeightsProvider)
     served = provider.serving_server().loaded()
     print(f"deployed {model.model_version} as {model.model_id}; the server answers to {sorted(served)}")
     if model.model_id not in served:
@@ -67,26 +80,62 @@ def deploy(model: Any) -> None:
     print("a second load of the same adapter counted as success")
 
 
-def served_ids(model_id: str, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[int], list[int], str]:
-    """The prompt's and the completion's token ids and text from vLLM, through ``openai``."""
+def route(api_key: str) -> tuple[str, str]:
+    """What ``GET /api/route`` tells an agent: the model's name and the base URL to call."""
+    from django.test import Client
+
+    answer = Client(SERVER_NAME="localhost").get(
+        "/api/route", {"lead": "ci-lead"}, HTTP_AUTHORIZATION=f"Api-Key {api_key}"
+    )
+    if answer.status_code != 200:
+        raise SystemExit(f"FAIL: /api/route answered {answer.status_code}: {answer.content[:300]!r}")
+    data = answer.json()
+    print(f"/api/route: model {data['model']!r} at {data['base_url']!r}")
+    return str(data["model"]), str(data["base_url"])
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One greedy answer: prompt and generated token ids, text, each step's log-probabilities.
+
+    ``alternatives`` maps token ids to their log-probability at each step: vLLM's top
+    ``TOP_LOGPROBS``, or the whole vocabulary in-process.
+    """
+
+    prompt: list[int]
+    ids: list[int]
+    text: str
+    logprobs: list[float]
+    alternatives: list[dict[int, float]]
+
+
+def served(base_url: str, model: str, messages: list[dict[str, str]], max_tokens: int) -> Answer:
+    """A greedy chat completion from vLLM through ``openai``, with its token ids and log-probabilities."""
     import openai
 
-    client = openai.OpenAI(base_url=os.environ["OPENWEIGHTS_SERVING_URL"], api_key="EMPTY", timeout=120)
+    client = openai.OpenAI(base_url=base_url, api_key="EMPTY", timeout=120)
     completion = client.chat.completions.create(
-        model=model_id,
+        model=model,
         messages=messages,  # type: ignore[arg-type]
         temperature=0,
         max_tokens=max_tokens,
-        extra_body={"return_token_ids": True},
+        logprobs=True,
+        top_logprobs=TOP_LOGPROBS,
+        extra_body={"return_token_ids": True, "return_tokens_as_token_ids": True},
     )
-    extra = completion.model_extra or {}
     choice = completion.choices[0]
-    choice_extra = choice.model_extra or {}
-    return list(extra["prompt_token_ids"]), list(choice_extra["token_ids"]), choice.message.content or ""
+    steps = (choice.logprobs.content or []) if choice.logprobs else []
+    return Answer(
+        prompt=list((completion.model_extra or {})["prompt_token_ids"]),
+        ids=list((choice.model_extra or {})["token_ids"]),
+        text=choice.message.content or "",
+        logprobs=[step.logprob for step in steps],
+        alternatives=[{int(top.token.split(":")[1]): top.logprob for top in step.top_logprobs} for step in steps],
+    )
 
 
-def peft_ids(model_id: str, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[int], list[int], str]:
-    """The same from transformers + PEFT here, with the model and template the provider uses."""
+def in_process(model_id: str, messages: list[dict[str, str]], max_tokens: int) -> Answer:
+    """The same from transformers + PEFT here, with the model and chat template the provider uses."""
     import torch
 
     from training.providers.openweights import artifacts, serving
@@ -97,11 +146,19 @@ def peft_ids(model_id: str, messages: list[dict[str, str]], max_tokens: int) -> 
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         output = model.generate(
-            **inputs, do_sample=False, max_new_tokens=max_tokens, pad_token_id=tokenizer.pad_token_id
+            **inputs,
+            do_sample=False,
+            max_new_tokens=max_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
         )
     prompt = inputs["input_ids"][0].tolist()
-    generated = output[0][len(prompt) :].tolist()
-    return prompt, generated, str(tokenizer.decode(generated, skip_special_tokens=True))
+    ids = output.sequences[0][len(prompt) :].tolist()
+    rows = [torch.log_softmax(step[0].float(), -1).tolist() for step in output.logits]
+    logprobs = [row[token] for row, token in zip(rows, ids, strict=True)]
+    alternatives = [dict(enumerate(row)) for row in rows]
+    return Answer(prompt, ids, str(tokenizer.decode(ids, skip_special_tokens=True)), logprobs, alternatives)
 
 
 def complete_both_ways(model_id: str, system: str, user: str) -> tuple[str, str]:
@@ -111,31 +168,51 @@ def complete_both_ways(model_id: str, system: str, user: str) -> tuple[str, str]
     from training.providers import get_provider
 
     provider = get_provider("openweights")
-    served = provider.complete(model_id, system, user)
+    through_server = provider.complete(model_id, system, user)
     with override_settings(OPENWEIGHTS_SERVING_URL=""):
         local = provider.complete(model_id, system, user)
-    return served, local
+    return through_server, local
 
 
-def compare(model_id: str, user: str) -> bool:
-    """Compare one prompt's ids and texts; print both sides. True when all are equal."""
+def largest_gap(first: list[float], second: list[float]) -> float:
+    """The largest difference between two answers' log-probabilities, step by step."""
+    if len(first) != len(second) or not first:
+        return math.inf
+    return max(abs(a - b) for a, b in zip(first, second, strict=True))
+
+
+def alternatives_gap(served: Answer, local: Answer) -> float:
+    """The largest difference over every step's top alternatives that vLLM names."""
+    if len(served.alternatives) != len(local.alternatives):
+        return math.inf
+    pairs = zip(served.alternatives, local.alternatives, strict=True)
+    return max((abs(lp - row.get(token, math.inf)) for top, row in pairs for token, lp in top.items()), default=0.0)
+
+
+def compare(base_url: str, model_id: str, base_name: str, user: str) -> bool:
+    """Compare one prompt's answers through vLLM and PEFT; print both. True when they agree."""
     from django.conf import settings
 
     system = settings.TRAINING_SYSTEM_PROMPT
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     max_tokens = int(settings.OPENWEIGHTS_MAX_NEW_TOKENS)
-    vllm_prompt, vllm_out, vllm_text = served_ids(model_id, messages, max_tokens)
-    peft_prompt, peft_out, peft_text = peft_ids(model_id, messages, max_tokens)
-    served, local = complete_both_ways(model_id, system, user)
-    print(f"prompt {user!r}: {len(peft_prompt)} prompt tokens, {'same' if vllm_prompt == peft_prompt else 'DIFFERENT'}")
-    if vllm_prompt != peft_prompt:
-        print(f"  vLLM prompt ids {vllm_prompt}\n  PEFT prompt ids {peft_prompt}")
-    print(f"  vLLM ids {vllm_out}\n  PEFT ids {peft_out}")
-    print(f"  vLLM text {vllm_text!r}\n  PEFT text {peft_text!r}")
-    equal = vllm_prompt == peft_prompt and vllm_out == peft_out and vllm_text == peft_text
-    equal = equal and served == local == peft_text
-    print(f"  complete() through vLLM and in-process: {'equal' if served == local else 'DIFFERENT'}")
-    return equal
+    vllm, peft = served(base_url, model_id, messages, max_tokens), in_process(model_id, messages, max_tokens)
+    base = served(base_url, base_name, messages, max_tokens)
+    through_server, local = complete_both_ways(model_id, system, user)
+    gap = max(largest_gap(vllm.logprobs, peft.logprobs), alternatives_gap(vllm, peft))
+    adapter_effect = largest_gap(vllm.logprobs, base.logprobs)
+    same_prompt = vllm.prompt == peft.prompt
+    print(f"prompt {user!r}: {len(peft.prompt)} prompt tokens, {'the same' if same_prompt else 'DIFFERENT'} ids")
+    print(f"  vLLM ids {vllm.ids}\n  PEFT ids {peft.ids}\n  base model without the adapter {base.ids}")
+    print(f"  vLLM text {vllm.text!r}\n  PEFT text {peft.text!r}")
+    print(f"  log-probabilities (top {TOP_LOGPROBS} at each step): vLLM and PEFT differ by {gap:.2e} at most")
+    print(f"  the adapter moves vLLM's log-probabilities by up to {adapter_effect:.2e} from the base model's")
+    print(f"  complete() through vLLM and in-process: {'equal' if through_server == local else 'DIFFERENT'}")
+    applied = vllm.ids != base.ids or adapter_effect > ADAPTER_EFFECT
+    if not applied:
+        print("  the adapter changes nothing: vLLM may have answered with the base model")
+    agree = same_prompt and vllm.ids == peft.ids and vllm.text == peft.text and gap <= LOGPROB_TOLERANCE
+    return agree and applied and through_server == local == peft.text
 
 
 def main() -> None:
@@ -144,9 +221,15 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=len(USER_PROMPTS), choices=range(1, len(USER_PROMPTS) + 1))
     args = parser.parse_args()
     setup_django()
+    from training.providers.openweights import artifacts
+
     model = newest_model(args.organization)
     deploy(model)
-    results = [compare(model.model_id, user) for user in USER_PROMPTS[: args.prompts]]
+    name, base_url = route(os.environ["FLYWHEEL_API_KEY"])
+    if (name, base_url) != (model.model_id, os.environ["OPENWEIGHTS_SERVING_URL"]):
+        raise SystemExit("FAIL: /api/route does not name the deployed adapter and the vLLM server.")
+    base_name = str(artifacts.adapter_manifest(name)["base_model"])  # vLLM serves the base under its path
+    results = [compare(base_url, name, base_name, user) for user in USER_PROMPTS[: args.prompts]]
     same = sum(results)
     print(f"{same} of {len(results)} prompts: vLLM's greedy tokens equal PEFT's: {'PASS' if all(results) else 'FAIL'}")
     if not all(results):

@@ -134,7 +134,11 @@ def make_tenant() -> str:
 
     organization = organization_create(name="bench route", slug=f"bench-route-{time.time_ns()}")
     model = model_register(
-        model_id="ft:bench:route", model_version="v1.0.0", base_model="bench", organization=organization
+        model_id="ft:bench:route",
+        model_version="v1.0.0",
+        base_model="bench",
+        organization=organization,
+        provider="openai",  # its route answer carries a base URL, read from the settings
     )
     model_deploy(model=model, traffic_percentage=100)
     _, key = api_key_create(organization=organization, role="agent")

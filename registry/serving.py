@@ -33,7 +33,7 @@ class AdapterLoadFailed(ApplicationError):
     """The serving server did not load a model's adapter, so the model cannot take traffic."""
 
     code = "adapter_load_failed"
-    status_code = status.HTTP_502_BAD_GATEWAY
+    status_code: int = status.HTTP_502_BAD_GATEWAY
 
 
 class ServingUnavailable(AdapterLoadFailed):

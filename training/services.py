@@ -25,6 +25,7 @@ from flywheel.errors import ApplicationError, Conflict
 from flywheel.models import Organization
 from registry.models import RegisteredModel, pool_key
 from registry.services import VERSION_PATTERN, Actor, actor_fields
+from registry.serving import AdapterLoadFailed
 from training.heartbeat import claim_heartbeat
 from training.models import TrainingRun
 from training.providers import JobInfo, ProviderError, get_provider
@@ -299,7 +300,7 @@ def _step_deploy(*, run: TrainingRun, claim: Claim) -> bool:
     if model.status != ModelStatus.DEPLOYED:
         try:
             start_ab_test(model=model, percentage=run.ab_test_percentage, actor=run.actor_user, run=run)
-        except Conflict as exc:
+        except (Conflict, AdapterLoadFailed) as exc:  # the model stays ready; deploy it once it can serve
             note = f"Not deployed: {exc.message}"
     if not run_transition(
         run=run, source=claim.status, target=Status.SUCCEEDED, claim=claim, deployed=not note, error=note

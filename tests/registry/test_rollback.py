@@ -11,7 +11,6 @@ from registry.services import (
     model_mark_failed,
     model_rollback,
     model_set_traffic,
-    model_start_ab_test,
 )
 from tests.registry.factories import OrganizationFactory, RegisteredModelFactory, UserFactory, pool_traffic
 

@@ -243,26 +243,47 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
         return [leaderboard, *super().get_urls()]
 
     def leaderboard_view(self, request: HttpRequest) -> TemplateResponse:
-        """The ``model_leaderboard`` view for one pool (``?pool=global`` or an organization id)."""
+        """One pool's leaderboard (``?pool=global`` or an organization id); without a pool, a pool picker.
+
+        Staff belong to no organization, so the page opens on the pools that have models rather
+        than on an empty global pool. Rates are percentages with their 95 % intervals; models
+        below the minimum are listed apart, unranked, as "too few messages". A ``min_samples``
+        that is not a whole number of at least 0 answers 400.
+        """
         if not self.has_view_permission(request):
             raise PermissionDenied
-        organization = _organization_or_none(request.GET.get("pool", "global"))
-        try:
-            min_samples = max(0, int(request.GET.get("min_samples", 0)))
-        except ValueError:
-            min_samples = 0
-        entries = selectors.leaderboard(organization=organization, min_samples=min_samples)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Model leaderboard",
-            "opts": self.opts,
-            "entries": entries,
-            "pool": str(organization.pk) if organization else "global",
-            "organization": organization,
-            "organizations": Organization.objects.filter(models__isnull=False).distinct().order_by("name"),
-            "min_samples": min_samples,
-        }
+        pools = selectors.pools_with_models()
+        context = {**self.admin_site.each_context(request), "title": "Model leaderboard", "opts": self.opts}
+        context.update(pools=[{"id": str(p.pk) if p else "global", "name": str(p or "Global models")} for p in pools])
+        raw = request.GET.get("min_samples", str(selectors.LEADERBOARD_MIN_SAMPLES))
+        min_samples = int(raw) if raw.isdigit() else None
+        context.update(min_samples=raw, include_archived=request.GET.get("include_archived") == "true")
+        if min_samples is None:
+            context["error"] = f"min_samples must be a whole number of at least 0, not {raw!r}."
+            return TemplateResponse(request, LEADERBOARD_TEMPLATE, context, status=400)
+        if "pool" not in request.GET:
+            return TemplateResponse(request, LEADERBOARD_TEMPLATE, context)
+        organization = _organization_or_none(request.GET["pool"])
+        options = {"organization": organization, "include_archived": context["include_archived"]}
+        context.update(
+            pool=str(organization.pk) if organization else "global",
+            organization=organization,
+            entries=[_with_rates(entry) for entry in selectors.leaderboard(min_samples=min_samples, **options)],
+            too_few=[_with_rates(e) for e in selectors.leaderboard_below_minimum(min_samples=min_samples, **options)],
+        )
         return TemplateResponse(request, LEADERBOARD_TEMPLATE, context)
+
+
+def _with_rates(model: RegisteredModel) -> RegisteredModel:
+    """``model`` with ``rates``: each rate and its 95 % interval as percentages, for a person to read."""
+    counts = (model.total_replies, model.total_meetings_booked, model.total_deals_closed)
+    rates = []
+    for successes in counts:
+        bounds = selectors.wilson_interval(successes, model.total_messages_sent)
+        share = percent(successes / model.total_messages_sent) if model.total_messages_sent else "-"
+        rates.append({"rate": share, "interval": "" if bounds is None else f"{bounds[0]:.1%} to {bounds[1]:.1%}"})
+    model.rates = rates  # type: ignore[attr-defined]
+    return model
 
 
 def _organization_or_none(pool: str) -> Organization | None:

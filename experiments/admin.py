@@ -7,10 +7,13 @@ which needs ``registry.deploy_model`` and confirms first (:func:`registry.servic
 registry's model admin is registered again here, with deploy actions that can start a test.
 """
 
+import functools
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
@@ -19,14 +22,22 @@ from django.template.response import TemplateResponse
 
 from experiments.models import Experiment
 from experiments.selectors import experiment_decision
-from experiments.services import model_deploy_or_start_test, promote_ab_test_winner, promotion_preview
+from experiments.services import (
+    experiment_stop,
+    model_deploy_or_start_test,
+    promote_ab_test_winner,
+    promotion_preview,
+    traffic_change,
+)
 from experiments.stats import FIRST_DECISION_LOOK, ArmCounts, obf_boundary
 from flywheel.admin_helpers import acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from registry import admin as registry_admin
 from registry.models import RegisteredModel
+from registry.services import dry_run
 
 CONFIRM_TEMPLATE = "admin/experiments/experiment/confirm_promote.html"
+STOP_TEMPLATE = "admin/experiments/experiment/confirm_stop.html"
 DEPLOY_PERMISSION = "registry.deploy_model"
 FIELDS: list[str] = [
     "organization",
@@ -157,7 +168,7 @@ class ExperimentAdmin(admin.ModelAdmin[Experiment]):
     search_fields = ["control__model_version", "variant__model_version", "organization__slug"]
     date_hierarchy = "started_at"
     change_form_template = "admin/experiments/experiment/change_form.html"
-    actions = ["promote_winner"]
+    actions = ["promote_winner", "stop_test"]
     fields = tuple(FIELDS)
     readonly_fields = FIELDS
 
@@ -247,6 +258,47 @@ class ExperimentAdmin(admin.ModelAdmin[Experiment]):
             previews=previews,
         )
 
+    @admin.action(
+        description="Stop the A/B test (the variant leaves; the control gets its traffic back)", permissions=["deploy"]
+    )
+    def stop_test(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> HttpResponse | None:
+        """Confirm first, with a required reason and the audit rows stopping would write; then stop."""
+        experiments = list(queryset.filter(status=Experiment.Status.RUNNING).select_related("organization"))
+        if not experiments:
+            self.message_user(request, "None of the selected experiments is running.", messages.WARNING)
+            return None
+        form = StopForm(request.POST if "apply" in request.POST else None)
+        actor = acting_user(request)
+        if not form.is_valid():
+            previews = [
+                {"experiment": experiment, "events": dry_run(functools.partial(_stop, experiment, actor, "preview"))}
+                for experiment in experiments
+            ]
+            return confirmation_page(
+                self, request, template=STOP_TEMPLATE, title="Stop the A/B test: confirm", previews=previews, form=form
+            )
+        stopped = 0
+        for experiment in experiments:
+            try:
+                _stop(experiment, actor, form.cleaned_data["reason"])
+            except ApplicationError as error:
+                self.message_user(request, f"{experiment}: {error_text(error)}", messages.ERROR)
+                continue
+            stopped += 1
+        if stopped:
+            self.message_user(request, f"{stopped} experiment(s) stopped", messages.SUCCESS)
+        return None
+
+
+class StopForm(forms.Form):
+    """What stopping a test asks: why, for the audit trail and the experiment's record."""
+
+    reason = forms.CharField(max_length=1000, widget=forms.TextInput(attrs={"size": 60}))
+
+
+def _stop(experiment: Experiment, actor: AbstractBaseUser, reason: str) -> None:
+    experiment_stop(experiment=experiment, actor=actor, reason=reason)
+
 
 admin.site.register(Experiment, ExperimentAdmin)
 
@@ -254,19 +306,42 @@ admin.site.register(Experiment, ExperimentAdmin)
 # --- The registry's models, deployed through the experiments --------------------------------------
 
 
-def _deploy_full(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
-    model_deploy_or_start_test(model=models[0], traffic_percentage=100.0, actor=actor, reason=reason)
+def _deploy_full(
+    models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str, override: bool = False
+) -> None:
+    model_deploy_or_start_test(
+        model=models[0], traffic_percentage=100.0, actor=actor, reason=reason, override_experiment=override
+    )
 
 
-def _start_ab_test(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+def _start_ab_test(
+    models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str, override: bool = False
+) -> None:
     model_deploy_or_start_test(
         model=models[0], traffic_percentage=share or 10.0, actor=actor, reason=reason, require_test=True
     )
 
 
+def _guarded(name: str) -> Callable[..., None]:
+    """The registry's action ``name``, refused when it touches a running A/B test unless overridden."""
+    registry_call = registry_admin.ACTIONS[name].call
+
+    def call(
+        models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str, override: bool = False
+    ) -> None:
+        traffic_change(
+            change=lambda: registry_call(models, share, actor, reason, False),
+            actor=actor,
+            override=override,
+            reason=reason,
+        )
+
+    return call
+
+
 TrafficAction = registry_admin.TrafficAction
 TRAFFIC_ACTIONS = {
-    **registry_admin.ACTIONS,
+    **{name: replace(action, call=_guarded(name)) for name, action in registry_admin.ACTIONS.items()},
     "deploy_at_full_traffic": TrafficAction(
         "deploy_at_full_traffic", "Deploy at 100 %", "deployed at 100 %", _deploy_full
     ),

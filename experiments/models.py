@@ -40,6 +40,9 @@ class Experiment(models.Model):
     # The latest decision (experiments.stats.Decision.as_dict()) and the statistic at each look.
     decision = models.JSONField(default=dict, blank=True)
     looks = models.JSONField(default=list, blank=True)
+    # How the test ended: who ended it (a user, an API key or "system") and why.
+    ended_by = models.CharField(max_length=200, blank=True, default="")
+    end_reason = models.TextField(blank=True, default="")
 
     class Meta:
         # The table the registry app created before experiments had an app of their own.
@@ -54,6 +57,13 @@ class Experiment(models.Model):
                 name="experiment_share_between_0_and_1",
             ),
             models.CheckConstraint(condition=~Q(control=F("variant")), name="experiment_arms_differ"),
+            # Running until it ends; it ends promoted or lost (decided, with the winner) or stopped, with a reason.
+            models.CheckConstraint(
+                condition=Q(status="running", ended_at__isnull=True, winner__isnull=True)
+                | Q(status="decided", ended_at__isnull=False, winner__isnull=False)
+                | (Q(status="stopped", ended_at__isnull=False, winner__isnull=True) & ~Q(end_reason="")),
+                name="experiment_ends_promoted_lost_or_stopped_with_reason",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -62,3 +72,10 @@ class Experiment(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.pool = pool_key(self.organization_id)
         super().save(*args, **kwargs)
+
+    @property
+    def outcome(self) -> str:
+        """``running``, ``promoted`` (the variant won), ``lost`` (the control stays) or ``stopped``."""
+        if self.status == self.Status.DECIDED:
+            return "promoted" if self.winner_id == self.variant_id else "lost"
+        return str(self.status)

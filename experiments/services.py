@@ -8,6 +8,7 @@ test of :mod:`experiments.stats` decided.
 
 import datetime
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -19,17 +20,22 @@ from django_q.models import Schedule
 from experiments.models import Experiment
 from experiments.selectors import experiment_decision, experiment_running_in_pool, running_experiment
 from experiments.stats import Decision
-from flywheel.errors import ApplicationError, Conflict
+from flywheel.errors import ApplicationError, Conflict, NotFound
 from flywheel.models import Organization
 from registry.models import ModelEvent, RegisteredModel, pool_key
 from registry.services import (
     Actor,
+    actor_fields,
+    collect_events,
     dry_run,
+    lock_pool,
     model_archive,
     model_deploy,
     model_promote,
+    model_record_test_end,
     model_set_traffic,
     model_start_ab_test,
+    recorded,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,6 +46,26 @@ Group = RegisteredModel.ABTestGroup
 AUTO_PROMOTE_SCHEDULE = "registry: auto-promote A/B test winners"
 AUTO_PROMOTE_TASK = "experiments.tasks.auto_promote_experiments"
 RUNNING_ALREADY = "An A/B test is already running in this pool; promote or stop it first."
+HOW_TO_STOP = (
+    'Stop it first (admin: Experiments, action "Stop the A/B test"; command: manage.py stop_experiment {id} '
+    "--reason WHY; API: POST /api/experiments/{id}/stop with a reason), or repeat the change with an override "
+    "(the admin's confirmation page; override_experiment and a reason in the API; --override --reason in the "
+    "commands), which stops the test."
+)
+
+
+class ExperimentRunning(Conflict):
+    """A traffic change that touches an arm of a running A/B test, refused without an override."""
+
+    code = "experiment_running"
+
+
+def how_to_stop(experiment: Experiment) -> str:
+    """What the refusals say: the running test, and the ways to stop it or override it."""
+    arms = f"{experiment.control.model_version} vs {experiment.variant.model_version}"
+    return f"The A/B test {arms} (experiment {experiment.pk}) is running in this pool. " + HOW_TO_STOP.format(
+        id=experiment.pk
+    )
 
 
 # --- Deploying and starting ---------------------------------------------------------------------
@@ -54,6 +80,7 @@ def model_deploy_or_start_test(
     actor: Actor = None,
     reason: str = "",
     require_test: bool = False,
+    override_experiment: bool = False,
 ) -> RegisteredModel:
     """Deploy ``model``, starting its A/B test with its experiment when the deploy is one.
 
@@ -62,13 +89,20 @@ def model_deploy_or_start_test(
     group, below 100 %, beside a pool's single deployed model, with no test running there; any
     other deploy is the registry's plain :func:`~registry.services.model_deploy`. With
     ``require_test`` the deploy must start a test, and is refused (:class:`Conflict`) if it cannot.
+    A plain deploy that touches a running test goes through :func:`traffic_change`.
     """
     if require_test or _starts_test(model=model, traffic_percentage=traffic_percentage, group=ab_test_group):
         experiment_start(variant=model, variant_traffic=traffic_percentage, actor=actor, reason=reason)
         return model
-    return model_deploy(
-        model=model, traffic_percentage=traffic_percentage, ab_test_group=ab_test_group, actor=actor, reason=reason
+    traffic_change(
+        change=lambda: model_deploy(
+            model=model, traffic_percentage=traffic_percentage, ab_test_group=ab_test_group, actor=actor, reason=reason
+        ),
+        actor=actor,
+        override=override_experiment,
+        reason=reason,
     )
+    return model
 
 
 def _starts_test(*, model: RegisteredModel, traffic_percentage: float, group: str) -> bool:
@@ -94,6 +128,9 @@ def experiment_start(
     runs in the pool, or when more than one model is deployed: the test compares one control
     with one variant.
     """
+    running = Experiment.objects.filter(pool=pool_key(variant.organization_id), status=Status.RUNNING).first()
+    if running is not None:
+        raise ExperimentRunning(f"{RUNNING_ALREADY} {how_to_stop(running)}")
     model_start_ab_test(variant=variant, variant_traffic=variant_traffic, actor=actor, reason=reason)
     # Checked after model_start_ab_test, which locked the pool until this transaction ends: a
     # concurrent start in the same pool has committed its experiment by now, or waits for ours.
@@ -152,11 +189,19 @@ def experiment_evaluate(experiment: Experiment, *, now: datetime.datetime | None
 # --- Applying the decision ----------------------------------------------------------------------
 
 
-def _finish(experiment: Experiment, *, status: str, winner: RegisteredModel | None) -> None:
+def _finish(experiment: Experiment, *, status: str, winner: RegisteredModel | None, reason: str, actor: Actor) -> None:
+    """End ``experiment`` as ``status`` with ``winner``, saying who ended it and why; audit it on both arms."""
     experiment.status = status
     experiment.winner = winner
     experiment.ended_at = timezone.now()
-    experiment.save(update_fields=["status", "winner", "ended_at"])
+    experiment.end_reason = reason
+    experiment.ended_by = actor_fields(actor)["actor_label"]
+    experiment.full_clean()
+    experiment.save(update_fields=["status", "winner", "ended_at", "end_reason", "ended_by"])
+    arms = [experiment.control, experiment.variant]
+    for arm in arms:
+        arm.refresh_from_db(fields=["status", "traffic_percentage"])
+    model_record_test_end(models=arms, actor=actor, reason=f"A/B test {experiment.outcome}: {reason}")
 
 
 def _apply(experiment: Experiment, decision: Decision, actor: Actor) -> str:
@@ -165,7 +210,7 @@ def _apply(experiment: Experiment, decision: Decision, actor: Actor) -> str:
     summary = "; ".join(decision.reasons)
     if decision.promote:
         model_promote(model=variant, actor=actor, reason=f"won the A/B test against {control.model_version}: {summary}")
-        _finish(experiment, status=Status.DECIDED, winner=variant)
+        _finish(experiment, status=Status.DECIDED, winner=variant, reason=summary, actor=actor)
         return "promoted"
     if not (decision.stopped or decision.winner == "control"):
         return "none"
@@ -176,13 +221,13 @@ def _apply(experiment: Experiment, decision: Decision, actor: Actor) -> str:
         # Something else was deployed during the test: the control was the baseline, and gets it all back.
         model_set_traffic(model=control, traffic_percentage=100.0, actor=actor, reason=f"{why}: back to the control")
     if decision.stopped:
-        _finish(experiment, status=Status.STOPPED, winner=None)
+        _finish(experiment, status=Status.STOPPED, winner=None, reason=summary, actor=actor)
         return "stopped"
-    _finish(experiment, status=Status.DECIDED, winner=control)
+    _finish(experiment, status=Status.DECIDED, winner=control, reason=summary, actor=actor)
     return "rolled_back"
 
 
-def _abandon(experiment: Experiment) -> dict[str, Any]:
+def _abandon(experiment: Experiment, actor: Actor) -> dict[str, Any]:
     """Stop an experiment one of whose arms left the pool outside the test; no traffic moves.
 
     The answer has the usual shape: the test as it stood, marked stopped with the reason.
@@ -195,7 +240,7 @@ def _abandon(experiment: Experiment) -> dict[str, Any]:
     )
     experiment.decision = decision.as_dict()
     experiment.save(update_fields=["decision"])
-    _finish(experiment, status=Status.STOPPED, winner=None)
+    _finish(experiment, status=Status.STOPPED, winner=None, reason=reason, actor=actor)
     return {**decision.as_dict(), "winner_id": None, "action": "stopped", **_ids(experiment)}
 
 
@@ -217,10 +262,12 @@ def promote_ab_test_winner(
     reasons, ``action`` (promoted, rolled_back, stopped or none) and the experiment's id and status.
     """
     # Race: two promotions (admin, command, schedule) must not both apply a decision; the second
-    # waits here and then finds the experiment finished.
+    # waits here and then finds the experiment finished. Locks in the order every traffic change
+    # takes them: the pool first, then the experiment.
+    lock_pool(organization.pk if organization else None)
     experiment = running_experiment(organization, lock=True)
     if experiment.control.status != Deployed or experiment.variant.status != Deployed:
-        return _abandon(experiment)
+        return _abandon(experiment, actor)
     decision = experiment_evaluate(experiment, now=now)
     action = _apply(experiment, decision, actor)
     winner = {"variant": experiment.variant, "control": experiment.control}.get(decision.winner or "")
@@ -240,6 +287,80 @@ def promotion_preview(
     answers: list[dict[str, Any]] = []
     events = dry_run(lambda: answers.append(promote_ab_test_winner(organization=organization, actor=actor, now=now)))
     return answers[0], events
+
+
+# --- Stopping, and traffic changes that touch a running test ------------------------------------
+
+
+def _required_reason(reason: str, *, what: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError(f"{what} needs a reason, for the audit trail.", details={"reason": ["Required."]})
+    return reason
+
+
+def _lock_running(experiment: Experiment) -> Experiment:
+    """Lock the experiment's row and return it; refuse (409) one that has ended, saying how it ended.
+
+    Stopping a stopped experiment is refused rather than answered again, so a client learns that
+    its request changed nothing; the answer's details carry the state it found.
+    """
+    locked = Experiment.objects.select_for_update(of=("self",)).select_related("control", "variant")
+    found = locked.filter(pk=experiment.pk).first()
+    if found is None:
+        raise NotFound(f"No experiment has the id {experiment.pk}.")
+    if found.status != Status.RUNNING:
+        details = {"status": found.status, "outcome": found.outcome, "end_reason": found.end_reason}
+        raise Conflict(f"The experiment {found} has already ended ({found.outcome}).", details=details)
+    return found
+
+
+@transaction.atomic
+def experiment_stop(*, experiment: Experiment, actor: Actor, reason: str) -> Experiment:
+    """Stop a running A/B test without a winner: the variant leaves, the control gets its traffic back.
+
+    Locks the pool, then the experiment (the order every traffic change takes). A reason is
+    required; an experiment that already ended is refused (:class:`Conflict`).
+    """
+    reason = _required_reason(reason, what="Stopping an A/B test")
+    lock_pool(experiment.organization_id)
+    locked = _lock_running(experiment)
+    if locked.variant.status == Deployed:
+        model_archive(model=locked.variant, actor=actor, reason=f"A/B test stopped: {reason}")
+    _finish(locked, status=Status.STOPPED, winner=None, reason=reason, actor=actor)
+    return locked
+
+
+@transaction.atomic
+def traffic_change(
+    *, change: Callable[[], object], actor: Actor, override: bool = False, reason: str = ""
+) -> list[ModelEvent]:
+    """Run a registry traffic change (``change``) that must not silently end a running A/B test.
+
+    If the change touches an arm of a test running in its pool, it is refused
+    (:class:`ExperimentRunning`, saying how to stop the test) and nothing moves. With
+    ``override`` (and a reason) the test is stopped, "overridden by <who>: <why>", in the same
+    transaction. The change locks the pool first; the experiment's row is locked after it.
+    """
+    if override:
+        reason = _required_reason(reason, what="Overriding a running A/B test")
+    events = recorded(change)
+    collect_events(events)  # for a dry run around this call
+    touched = {event.model_id for event in events}
+    for organization_id in {event.organization_id for event in events}:
+        experiment = (
+            Experiment.objects.select_for_update(of=("self",))
+            .select_related("control", "variant")
+            .filter(pool=pool_key(organization_id), status=Status.RUNNING)
+            .first()
+        )
+        if experiment is None or not touched & {experiment.control_id, experiment.variant_id}:
+            continue
+        if not override:
+            raise ExperimentRunning(how_to_stop(experiment), details={"experiment_id": str(experiment.pk)})
+        why = f"overridden by {actor_fields(actor)['actor_label']}: {reason}"
+        _finish(experiment, status=Status.STOPPED, winner=None, reason=why, actor=actor)
+    return events
 
 
 # --- Automatic promotion ------------------------------------------------------------------------

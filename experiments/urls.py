@@ -2,11 +2,12 @@
 
 from django.urls import path, re_path
 
-from experiments.api import ModelDeployApi, PromoteWinnerApi
+from experiments.api import ExperimentStopApi, ModelDeployApi, PromoteWinnerApi
 
 urlpatterns = [
     # Any id at all, even with a slash or a line break: a malformed one answers the API's 404, not
     # Django's HTML page.
     re_path(r"^training/deploy/(?P<registry_id>[\s\S]*)\Z", ModelDeployApi.as_view(), name="training-deploy"),
     path("training/promote-winner", PromoteWinnerApi.as_view(), name="training-promote-winner"),
+    re_path(r"^api/experiments/(?P<experiment_id>[^/]+)/stop\Z", ExperimentStopApi.as_view(), name="experiment-stop"),
 ]

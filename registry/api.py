@@ -17,7 +17,7 @@ from flywheel.auth import KeyPrincipal, OrganizationScopeSerializer, organizatio
 from flywheel.errors import error_responses
 from registry.models import RegisteredModel
 from registry.routing import choose_model
-from registry.selectors import leaderboard, model_get, models_list
+from registry.selectors import LEADERBOARD_MIN_SAMPLES, leaderboard, model_get, models_list
 from registry.serializers import LeaderboardEntrySerializer, RegisteredModelSerializer
 from registry.serving import serving_base_url
 
@@ -120,14 +120,23 @@ class ModelListApi(APIView):
 
 
 class LeaderboardApi(APIView):
-    """``GET /training/leaderboard``: a pool's models with enough messages, best close rate first."""
+    """``GET /training/leaderboard``: a pool's models with enough messages, best close rate first.
+
+    Ranks are among the models listed; archived models only with ``include_archived=true``; a
+    ``min_samples`` that is not a whole number of at least 0 answers 400.
+    """
 
     staff_permissions = {"GET": (VIEW_PERMISSION,)}
 
     class FilterSerializer(OrganizationScopeSerializer):
         min_samples = serializers.IntegerField(
-            required=False, default=100, min_value=0, max_value=2**31 - 1, help_text="Messages sent, at least."
+            required=False,
+            default=LEADERBOARD_MIN_SAMPLES,
+            min_value=0,
+            max_value=2**31 - 1,
+            help_text="Messages sent, at least.",
         )
+        include_archived = serializers.BooleanField(required=False, default=False)
 
     @extend_schema_serializer(component_name="Leaderboard")
     class OutputSerializer(serializers.Serializer):
@@ -144,7 +153,13 @@ class LeaderboardApi(APIView):
         query = self.FilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         organization = organization_scope(request, query.validated_data.get("organization_id"))
-        entries = list(leaderboard(organization=organization, min_samples=query.validated_data["min_samples"]))
+        entries = list(
+            leaderboard(
+                organization=organization,
+                min_samples=query.validated_data["min_samples"],
+                include_archived=query.validated_data["include_archived"],
+            )
+        )
         return Response(self.OutputSerializer({"total": len(entries), "leaderboard": entries}).data)
 
 

@@ -168,6 +168,20 @@ class RegisteredModel(models.Model):
                 condition=Q(is_baseline=True, organization__isnull=True),
                 name="model_registry_one_global_baseline",
             ),
+            # A model's A/B test group is its role in the pool it serves: one control per pool.
+            models.CheckConstraint(
+                condition=Q(status="deployed") | Q(ab_test_group=""), name="model_registry_group_only_when_deployed"
+            ),
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=Q(status="deployed", ab_test_group="control", organization__isnull=False),
+                name="model_registry_one_control_per_org",
+            ),
+            models.UniqueConstraint(
+                fields=["ab_test_group"],
+                condition=Q(status="deployed", ab_test_group="control", organization__isnull=True),
+                name="model_registry_one_global_control",
+            ),
             # A resumed training run calls model_register again; the database, not only the
             # service, makes sure it registers exactly one model.
             models.UniqueConstraint(
@@ -198,6 +212,7 @@ class ModelEvent(models.Model):
         ROLLED_BACK = "rolled_back", "Rolled back"
         FAILED = "failed", "Failed"
         BASELINE_SET = "baseline_set", "Baseline set"
+        TEST_ENDED = "test_ended", "A/B test ended"
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="events")
     organization = models.ForeignKey(

@@ -21,6 +21,8 @@ from registry.services import dry_run, model_set_baseline
 
 CONFIRM_TEMPLATE = "admin/registry/registeredmodel/confirm_traffic.html"
 LEADERBOARD_TEMPLATE = "admin/registry/registeredmodel/leaderboard.html"
+# The code of the refusal of a change that touches a running A/B test (the experiments app's).
+TEST_RUNNING = "experiment_running"
 
 
 def percent(rate: float | None) -> str:
@@ -172,7 +174,11 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
     def run_traffic_action(
         self, request: HttpRequest, queryset: QuerySet[RegisteredModel], action: TrafficAction
     ) -> HttpResponse | None:
-        """Show the confirmation page; when what it showed is confirmed, apply the change."""
+        """Show the confirmation page; when what it showed is confirmed, apply the change.
+
+        A change refused because it touches a running A/B test shows the page again with the
+        refusal and an override box; checked, with a reason, the preview shows the test's end.
+        """
         models = list(queryset.select_related("organization").order_by("id"))
         if action.single and len(models) != 1:
             self.message_user(request, f"{action.title}: select exactly one model.", messages.ERROR)
@@ -185,17 +191,23 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
         share = submitted.get("traffic_percentage") if action.percentage else None
         if action.percentage and share is None:
             share = action.percentage(models[0])
-        reason = submitted.get("reason") or ""
+        reason, override = submitted.get("reason") or "", bool(submitted.get("override_experiment"))
+        shown = submitted.get("previewed") == share and submitted.get("previewed_override", False) == override
+        actor = acting_user(request)
+        initial = {"traffic_percentage": share, "reason": reason, "previewed": share}
         try:
-            if confirming and "apply" in request.POST and submitted.get("previewed") == share:
-                action.call(models, share, acting_user(request), reason)
+            if confirming and "apply" in request.POST and shown:
+                action.call(models, share, actor, reason, override)
                 self.message_user(request, action.count(models), messages.SUCCESS)
                 return None
-            events = dry_run(lambda: action.call(models, share, acting_user(request), reason))
+            events = dry_run(lambda: action.call(models, share, actor, reason, override))
         except (ApplicationError, ValidationError) as error:
+            if getattr(error, "code", "") == TEST_RUNNING:
+                form = TrafficForm(initial={**initial, "previewed_override": override})
+                return self.confirmation(request, models, action, form, events=[], refusal=error_text(error))
             self.message_user(request, f"{action.title}: {error_text(error)}", messages.ERROR)
             return None
-        form = TrafficForm(initial={"traffic_percentage": share, "reason": reason, "previewed": share})
+        form = TrafficForm(initial={**initial, "override_experiment": override, "previewed_override": override})
         return self.confirmation(request, models, action, form, events=events)
 
     def confirmation(
@@ -206,6 +218,7 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
         form: TrafficForm,
         *,
         events: list[ModelEvent],
+        refusal: str = "",
     ) -> TemplateResponse:
         """The page listing each model's status and traffic before and after, with the confirm button."""
         return confirmation_page(
@@ -218,6 +231,7 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
             models=models,
             events=events,
             form=form,
+            refusal=refusal,
             media=self.media,
         )
 
@@ -232,26 +246,47 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
         return [leaderboard, *super().get_urls()]
 
     def leaderboard_view(self, request: HttpRequest) -> TemplateResponse:
-        """The ``model_leaderboard`` view for one pool (``?pool=global`` or an organization id)."""
+        """One pool's leaderboard (``?pool=global`` or an organization id); without a pool, a pool picker.
+
+        Staff belong to no organization, so the page opens on the pools that have models rather
+        than on an empty global pool. Rates are percentages with their 95 % intervals; models
+        below the minimum are listed apart, unranked, as "too few messages". A ``min_samples``
+        that is not a whole number of at least 0 answers 400.
+        """
         if not self.has_view_permission(request):
             raise PermissionDenied
-        organization = _organization_or_none(request.GET.get("pool", "global"))
-        try:
-            min_samples = max(0, int(request.GET.get("min_samples", 0)))
-        except ValueError:
-            min_samples = 0
-        entries = selectors.leaderboard(organization=organization, min_samples=min_samples)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Model leaderboard",
-            "opts": self.opts,
-            "entries": entries,
-            "pool": str(organization.pk) if organization else "global",
-            "organization": organization,
-            "organizations": Organization.objects.filter(models__isnull=False).distinct().order_by("name"),
-            "min_samples": min_samples,
-        }
+        pools = selectors.pools_with_models()
+        context = {**self.admin_site.each_context(request), "title": "Model leaderboard", "opts": self.opts}
+        context.update(pools=[{"id": str(p.pk) if p else "global", "name": str(p or "Global models")} for p in pools])
+        raw = request.GET.get("min_samples", str(selectors.LEADERBOARD_MIN_SAMPLES))
+        min_samples = int(raw) if raw.isdigit() else None
+        context.update(min_samples=raw, include_archived=request.GET.get("include_archived") == "true")
+        if min_samples is None:
+            context["error"] = f"min_samples must be a whole number of at least 0, not {raw!r}."
+            return TemplateResponse(request, LEADERBOARD_TEMPLATE, context, status=400)
+        if "pool" not in request.GET:
+            return TemplateResponse(request, LEADERBOARD_TEMPLATE, context)
+        organization = _organization_or_none(request.GET["pool"])
+        options = {"organization": organization, "include_archived": context["include_archived"]}
+        context.update(
+            pool=str(organization.pk) if organization else "global",
+            organization=organization,
+            entries=[_with_rates(entry) for entry in selectors.leaderboard(min_samples=min_samples, **options)],
+            too_few=[_with_rates(e) for e in selectors.leaderboard_below_minimum(min_samples=min_samples, **options)],
+        )
         return TemplateResponse(request, LEADERBOARD_TEMPLATE, context)
+
+
+def _with_rates(model: RegisteredModel) -> RegisteredModel:
+    """``model`` with ``rates``: each rate and its 95 % interval as percentages, for a person to read."""
+    counts = (model.total_replies, model.total_meetings_booked, model.total_deals_closed)
+    rates = []
+    for successes in counts:
+        bounds = selectors.wilson_interval(successes, model.total_messages_sent)
+        share = percent(successes / model.total_messages_sent) if model.total_messages_sent else "-"
+        rates.append({"rate": share, "interval": "" if bounds is None else f"{bounds[0]:.1%} to {bounds[1]:.1%}"})
+    model.rates = rates  # type: ignore[attr-defined]
+    return model
 
 
 def _organization_or_none(pool: str) -> Organization | None:

@@ -15,8 +15,12 @@ class TrafficForm(forms.Form):
 
     traffic_percentage = forms.FloatField(min_value=0.0001, max_value=100.0, required=False)
     reason = forms.CharField(required=False, max_length=1000, widget=forms.TextInput(attrs={"size": 60}))
-    # The percentage the page previewed: a confirmation applies only what was shown.
+    override_experiment = forms.BooleanField(
+        required=False, label="Stop the running A/B test and apply this change (override; the reason is required)"
+    )
+    # The percentage and the override the page previewed: a confirmation applies only what was shown.
     previewed = forms.FloatField(required=False, widget=forms.HiddenInput)
+    previewed_override = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,9 @@ class TrafficAction:
     name: str
     title: str
     done: str
-    call: Callable[[list[RegisteredModel], float | None, AbstractBaseUser, str], object]
+    # (models, percentage, actor, reason, override): override is whether to stop a running A/B
+    # test the change touches (only the experiments app knows of tests; the registry ignores it).
+    call: Callable[[list[RegisteredModel], float | None, AbstractBaseUser, str, bool], object]
     single: bool = True
     percentage: Callable[[RegisteredModel], float] | None = None
 
@@ -36,20 +42,28 @@ class TrafficAction:
         return f"{len(models)} model(s) {self.done}"
 
 
-def _deploy_full(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+def _deploy_full(
+    models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str, override: bool = False
+) -> None:
     model_deploy(model=models[0], traffic_percentage=100.0, ab_test_group="control", actor=actor, reason=reason)
 
 
-def _set_traffic(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+def _set_traffic(
+    models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str, override: bool = False
+) -> None:
     model_set_traffic(model=models[0], traffic_percentage=share or 0.0, actor=actor, reason=reason)
 
 
-def _archive(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+def _archive(
+    models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str, override: bool = False
+) -> None:
     for model in models:
         model_archive(model=model, actor=actor, reason=reason)
 
 
-def _rollback(models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str) -> None:
+def _rollback(
+    models: list[RegisteredModel], share: float | None, actor: AbstractBaseUser, reason: str, override: bool = False
+) -> None:
     pools = {model.organization_id: model.organization for model in models}
     for organization in pools.values():
         model_rollback(organization=organization, actor=actor, reason=reason)

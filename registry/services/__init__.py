@@ -20,7 +20,17 @@ from registry.services.performance import (
     model_performance_update,
     model_set_baseline,
 )
-from registry.services.pool import Actor, actor_fields, bump_routing_version, configuration, dry_run, recorded
+from registry.services.pool import (
+    Actor,
+    actor_fields,
+    bump_routing_version,
+    collect_events,
+    configuration,
+    dry_run,
+    lock_pool,
+    model_record_test_end,
+    recorded,
+)
 from registry.services.registration import VERSION_PATTERN, model_mark_ready, model_register
 from registry.services.rollback import last_traffic_step, model_rollback
 from registry.services.serving import SyncCounts, model_unload_adapter, serving_sync
@@ -33,9 +43,11 @@ __all__ = [
     "actor_fields",
     "baseline_refresh",
     "bump_routing_version",
+    "collect_events",
     "configuration",
     "dry_run",
     "last_traffic_step",
+    "lock_pool",
     "model_archive",
     "model_counters_add",
     "model_deploy",
@@ -43,6 +55,7 @@ __all__ = [
     "model_mark_ready",
     "model_performance_update",
     "model_promote",
+    "model_record_test_end",
     "model_register",
     "model_rollback",
     "model_set_baseline",

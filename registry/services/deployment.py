@@ -34,6 +34,7 @@ def _deploy(
     action: str,
     group: str | None,
     others_group: str | None = None,
+    keep_variants: bool = False,
 ) -> None:
     """Apply ``plan`` to the pool: ``model`` joins or changes, the others rescale or leave.
 
@@ -52,7 +53,7 @@ def _deploy(
             step.change(row, action=Action.TRAFFIC_CHANGED, status=Status.DEPLOYED, traffic=plan[row.pk], **group_value)
     group_value = {"ab_test_group": group} if group is not None else {}
     step.change(model, action=action, status=Status.DEPLOYED, traffic=plan[model.pk], **group_value)
-    step.commit(moved_traffic=True)
+    step.commit(moved_traffic=True, keep_variants=keep_variants)
 
 
 def _check_group(group: str) -> str:
@@ -114,9 +115,20 @@ def model_start_ab_test(
         raise Conflict(f"{variant.model_version} is already deployed; set its traffic instead.")
     if not deployed:
         raise Conflict("Nothing is deployed in this pool, so there is no control to test against.")
+    if len(deployed) > 1:
+        versions = ", ".join(sorted(row.model_version for row in deployed))
+        raise Conflict(f"An A/B test needs exactly one deployed control, and this pool has {versions}.")
     plan = traffic.plan_deploy({row.pk: row.traffic_percentage for row in deployed}, variant.pk, share)
     step = PoolStep(deployed, actor, reason or f"A/B test at {share} %")
-    _deploy(step, variant, plan, action=Action.DEPLOYED, group=Group.VARIANT_A, others_group=Group.CONTROL)
+    _deploy(
+        step,
+        variant,
+        plan,
+        action=Action.DEPLOYED,
+        group=Group.VARIANT_A,
+        others_group=Group.CONTROL,
+        keep_variants=True,
+    )
     refresh_routing_version(cached_organization(variant))
     return variant
 

@@ -34,6 +34,9 @@ UNDEPLOYABLE: dict[str, str] = {
     Status.ARCHIVED: "is archived",
 }
 
+NO_GROUP = ""
+VARIANTS = (Group.VARIANT_A, Group.VARIANT_B)
+
 # The events that moved traffic: what model_rollback undoes.
 TRAFFIC_MOVES = Q(action__in=[Action.DEPLOYED, Action.TRAFFIC_CHANGED, Action.PROMOTED, Action.ROLLED_BACK]) | Q(
     action__in=[Action.ARCHIVED, Action.FAILED], status_before=Status.DEPLOYED
@@ -163,12 +166,18 @@ class PoolStep:
     reason: str
     batch: uuid.UUID = field(default_factory=uuid.uuid4)
     events: list[ModelEvent] = field(default_factory=list)
+    # The models changed so far, by id, with the fields to save.
+    changed: dict[Any, tuple[RegisteredModel, set[str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pool_before = configuration(self.deployed)
 
     def change(self, model: RegisteredModel, *, action: str, status: str, traffic: float, **values: Any) -> None:
-        """Save ``model`` with its new status, traffic and other ``values``; record the event."""
+        """Give ``model`` its new status, traffic and other ``values``; record the event.
+
+        The row is saved by :meth:`commit`. A model that leaves the pool leaves its A/B test
+        group too: only deployed models carry one.
+        """
         reason = values.pop("reason", self.reason)
         event = ModelEvent(
             model=model,
@@ -189,14 +198,60 @@ class PoolStep:
             values.update(adapter_load(model) if not _previewing.get() else {}, deployed_at=timezone.now())
         elif status != Status.DEPLOYED and model.status == Status.DEPLOYED:
             adapter_unload_after_commit(model)  # after the commit: once no route can pick it
+        if status != Status.DEPLOYED:
+            values["ab_test_group"] = NO_GROUP
         values.update(status=status, traffic_percentage=traffic)
         for name, value in values.items():
             setattr(model, name, value)
-        model.save(update_fields=[*values, "updated_at"])
+        self.changed.setdefault(model.pk, (model, set()))[1].update([*values, "updated_at"])
         self.events.append(event)
 
-    def commit(self, *, moved_traffic: bool) -> list[ModelEvent]:
-        """Write the audit rows; tell routing when traffic moved."""
+    def settle_groups(self, *, keep_variants: bool = False) -> None:
+        """Leave the pool with exactly one control, and variants only where ``keep_variants``.
+
+        The control stays the model that is control now, the one with the most traffic among
+        several (the earlier control on a tie); with none, the model with the most traffic.
+        Variant groups are kept only by the start of an A/B test: every other traffic change
+        in a pool ends its test (or is refused by the experiments app), so its variant goes.
+        """
+        pool = {row.pk: row for row in self.deployed}
+        pool.update({pk: model for pk, (model, _) in self.changed.items()})
+        deployed = [row for row in pool.values() if row.status == Status.DEPLOYED]
+        if not deployed:
+            return
+        was_control = {pk for pk, (_, group) in self.pool_before.items() if group == Group.CONTROL}
+        candidates = [row for row in deployed if row.ab_test_group == Group.CONTROL] or deployed
+        control = max(candidates, key=lambda row: (row.traffic_percentage, str(row.pk) in was_control))
+        for row in deployed:
+            variant = keep_variants and row.ab_test_group in VARIANTS
+            group = Group.CONTROL if row.pk == control.pk else row.ab_test_group if variant else NO_GROUP
+            if row.ab_test_group == group:
+                continue
+            if row.pk in self.changed:
+                row.ab_test_group = group
+                self.changed[row.pk][1].add("ab_test_group")
+            else:
+                why = "the pool's control" if group == Group.CONTROL else "no longer in an A/B test"
+                step_values = {"ab_test_group": group, "reason": f"{self.reason}; {why}".lstrip("; ")}
+                self.change(
+                    row,
+                    action=Action.TRAFFIC_CHANGED,
+                    status=Status.DEPLOYED,
+                    **step_values,
+                    traffic=row.traffic_percentage,
+                )
+
+    def commit(self, *, moved_traffic: bool, keep_variants: bool = False) -> list[ModelEvent]:
+        """Save the changed rows and write the audit rows; when traffic moved, settle the groups and tell routing.
+
+        Rows that are not the control are saved first, so that the database's one-control-per-pool
+        index never sees two controls between two saves.
+        """
+        if moved_traffic:
+            self.settle_groups(keep_variants=keep_variants)
+        rows = sorted(self.changed.values(), key=lambda item: item[0].ab_test_group == Group.CONTROL)
+        for model, fields in rows:
+            model.save(update_fields=sorted(fields))
         events = ModelEvent.objects.bulk_create(self.events)
         collect_events(events)
         if moved_traffic:
@@ -204,6 +259,33 @@ class PoolStep:
             for organization_id in organization_ids:
                 bump_routing_version(organization_id)
         return events
+
+
+def model_record_test_end(*, models: list[RegisteredModel], actor: Actor, reason: str) -> list[ModelEvent]:
+    """Audit the end of an A/B test on each of its arms, as they stand; nothing else changes.
+
+    The experiments app calls it in the transaction that ends the test. These rows move no
+    traffic, so a rollback passes over them.
+    """
+    batch = uuid.uuid4()
+    events = [
+        ModelEvent(
+            model=model,
+            organization_id=model.organization_id,
+            action=Action.TEST_ENDED,
+            status_before=model.status,
+            status_after=model.status,
+            traffic_before=model.traffic_percentage,
+            traffic_after=model.traffic_percentage,
+            batch=batch,
+            reason=reason,
+            **actor_fields(actor),
+        )
+        for model in models
+    ]
+    created = ModelEvent.objects.bulk_create(events)
+    collect_events(created)
+    return created
 
 
 def check_deployable(model: RegisteredModel) -> None:

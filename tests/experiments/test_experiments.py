@@ -56,7 +56,8 @@ def variant(organization: Organization) -> RegisteredModel:
 
 
 def batch(model: RegisteredModel) -> list[ModelEvent]:
-    latest = model.events.order_by("-id").first()
+    """The model's latest traffic step (the audit rows of the test's end come after it)."""
+    latest = model.events.exclude(action=ModelEvent.Action.TEST_ENDED).order_by("-id").first()
     assert latest is not None
     return list(ModelEvent.objects.filter(batch=latest.batch).order_by("id"))
 
@@ -124,15 +125,12 @@ def test_deploying_a_new_model_as_a_variant_starts_its_experiment(
 def test_other_deploys_start_no_experiment(
     organization: Organization, control: RegisteredModel, variant: RegisteredModel
 ) -> None:
-    experiment_start(variant=variant)
-    second = RegisteredModelFactory.create(organization=organization, model_version="v1.2.0")
+    model_deploy_or_start_test(model=variant, traffic_percentage=50)  # beside the control, but not a variant
     third = RegisteredModelFactory.create(organization=organization, model_version="v1.3.0")
+    model_deploy_or_start_test(model=third, traffic_percentage=10, ab_test_group="variant_a")  # two deployed already
 
-    model_deploy_or_start_test(model=second, traffic_percentage=10, ab_test_group="variant_b")  # beside a running test
-    model_deploy_or_start_test(model=third, traffic_percentage=10, ab_test_group="control")  # not a variant
-
-    assert Experiment.objects.count() == 1
-    assert pool_traffic(organization) == {"v1.0.0": 72.9, "v1.1.0": 8.1, "v1.2.0": 9.0, "v1.3.0": 10.0}
+    assert not Experiment.objects.exists()
+    assert pool_traffic(organization) == {"v1.0.0": 45.0, "v1.1.0": 45.0, "v1.3.0": 10.0}
 
 
 def test_the_registrys_own_deploy_is_a_plain_traffic_change_without_an_experiment(
@@ -372,7 +370,12 @@ def test_a_preview_answers_as_applying_would_and_changes_nothing(
     answer, events = promotion_preview(organization=organization)
 
     assert answer["action"] == "promoted"
-    assert {(event.model_id, event.action) for event in events} == {(control.pk, "archived"), (variant.pk, "promoted")}
+    assert {(event.model_id, event.action) for event in events} == {
+        (control.pk, "archived"),
+        (variant.pk, "promoted"),
+        (control.pk, "test_ended"),
+        (variant.pk, "test_ended"),
+    }
     assert pool_traffic(organization) == {"v1.0.0": 50.0, "v1.1.0": 50.0}
     experiment.refresh_from_db()
     assert (experiment.status, experiment.looks) == ("running", [])

@@ -76,6 +76,12 @@ def undecided_test(organization: Organization) -> Call:
     return Call("POST", "/training/promote-winner", {"organization_id": str(organization.pk)})
 
 
+def running_test_stop(organization: Organization) -> Call:
+    deployed_model(organization)
+    experiment = start(RegisteredModelFactory.create(organization=organization), look=1)
+    return Call("POST", f"/api/experiments/{experiment.pk}/stop", {"reason": "enough"})
+
+
 def events(organization: Organization) -> Call:
     OutcomeLabelFactory.create(organization=organization, external_id="msg-1")
     deal = {"external_id": "msg-1", "type": "deal_closed", "deal_value": 25000}
@@ -140,6 +146,9 @@ ENDPOINTS = {
     ),
     "POST /training/promote-winner": Endpoint(
         "POST", "training-promote-winner", ("registry.deploy_model",), 200, undecided_test
+    ),
+    "POST /api/experiments/{id}/stop": Endpoint(
+        "POST", "experiment-stop", ("registry.deploy_model",), 200, running_test_stop
     ),
 }
 

@@ -11,7 +11,6 @@ from registry.services import (
     model_mark_failed,
     model_rollback,
     model_set_traffic,
-    model_start_ab_test,
 )
 from tests.registry.factories import OrganizationFactory, RegisteredModelFactory, UserFactory, pool_traffic
 
@@ -31,10 +30,11 @@ def configuration(organization: Organization | None) -> dict[str, tuple[str, flo
 
 @pytest.fixture
 def ab_test(organization: Organization) -> tuple[RegisteredModel, RegisteredModel]:
+    """A 90/10 split. Not an A/B test: any later traffic change would end a test (and its variant group)."""
     control = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
     variant = RegisteredModelFactory.create(organization=organization, model_version="v2.0.0")
     model_deploy(model=control, traffic_percentage=100)
-    model_start_ab_test(variant=variant, variant_traffic=10)
+    model_deploy(model=variant, traffic_percentage=10)
     return control, variant
 
 
@@ -59,7 +59,7 @@ def test_rolling_back_a_full_deploy_brings_back_the_archived_and_readies_the_new
 
     model_rollback(organization=organization)
 
-    assert configuration(organization) == {**before, "v3.0.0": (Status.READY, 0.0, "control")}
+    assert configuration(organization) == {**before, "v3.0.0": (Status.READY, 0.0, "")}
 
 
 def test_a_rollback_writes_one_rolled_back_row_per_changed_model(

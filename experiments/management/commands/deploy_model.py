@@ -2,7 +2,8 @@
 
 At 100 % the previously deployed models of the pool are archived; below 100 % they keep their
 proportions of the rest, and a new variant beside a single control starts an A/B test with its
-experiment. Prints each model's status and traffic before and after.
+experiment. A deploy that touches a running A/B test is refused unless ``--override --reason``
+stops the test with it. Prints each model's status and traffic before and after.
 """
 
 from typing import Any
@@ -34,6 +35,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--reason", default="", help="Why, for the audit trail.")
         parser.add_argument("--dry-run", action="store_true", help="Show what would change and change nothing.")
+        parser.add_argument(
+            "--override", action="store_true", help="Stop an A/B test the deploy touches (needs --reason)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -45,6 +49,7 @@ class Command(BaseCommand):
                     traffic_percentage=options["traffic_percentage"],
                     ab_test_group=options["ab_test_group"],
                     reason=options["reason"],
+                    override_experiment=options["override"],
                 )
             )
         except ApplicationError as error:

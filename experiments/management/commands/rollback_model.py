@@ -1,12 +1,14 @@
 """Roll a pool back to its deployed configuration before its latest traffic change.
 
-Undoes one step, from the audit trail; running it again undoes the rollback.
+Undoes one step, from the audit trail; running it again undoes the rollback. A rollback that
+touches a running A/B test is refused unless ``--override --reason`` stops the test with it.
 """
 
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from experiments.services import traffic_change
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from flywheel.selectors import organization_get
@@ -24,6 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--organization", metavar="SLUG_OR_ID", help="The organization (default: the global pool).")
         parser.add_argument("--reason", default="", help="Why, for the audit trail.")
         parser.add_argument("--dry-run", action="store_true", help="Show what would change and change nothing.")
+        parser.add_argument(
+            "--override", action="store_true", help="Stop an A/B test the rollback touches (needs --reason)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -31,7 +36,14 @@ class Command(BaseCommand):
             if options["organization"]:
                 organization = organization_get(slug_or_id=options["organization"])
             run = dry_run if options["dry_run"] else recorded
-            events = run(lambda: model_rollback(organization=organization, reason=options["reason"]))
+            events = run(
+                lambda: traffic_change(
+                    change=lambda: model_rollback(organization=organization, reason=options["reason"]),
+                    actor=None,
+                    override=options["override"],
+                    reason=options["reason"],
+                )
+            )
         except ApplicationError as error:
             raise CommandError(error.message) from error
         write_events(self.stdout, events)

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "outcomes",
     "experiments",
     "training",
+    "simulator",
 ]
 
 MIDDLEWARE = [

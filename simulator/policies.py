@@ -30,11 +30,11 @@ from registry.services import model_archive, model_deploy, model_promote
 from simulator.truth import Judge
 from training.models import TrainingRun
 from training.services import training_run_start
-from training.tasks import poll_run
+from training.tasks import advance_run, poll_run
 
 AB_TEST_PERCENTAGE = 10.0
 SEED_RULE_THRESHOLD = 5.0
-MAX_POLLS = 50
+MAX_STEPS = 50
 
 
 @dataclass
@@ -80,11 +80,14 @@ def training_cycle(*, organization: Organization, deploy: bool) -> TrainingRun:
         triggered_by=TrainingRun.Trigger.COMMAND,
         actor=None,
     )
-    for _ in range(MAX_POLLS):
+    for _ in range(MAX_STEPS):
         run.refresh_from_db()
-        if run.status != TrainingRun.Status.TRAINING:
+        if not run.is_active:
             break
-        poll_run(str(run.pk))  # what the run's poll schedule runs; later steps are enqueued (run inline)
+        # The task the cluster would run next: the enqueued step (run inline already when the
+        # start committed) or the run's poll schedule while the provider trains.
+        task = poll_run if run.status == TrainingRun.Status.TRAINING else advance_run
+        task(str(run.pk))
     run.refresh_from_db()
     return run
 

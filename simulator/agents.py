@@ -38,6 +38,8 @@ class Route:
 
 
 class Gateway(Protocol):
+    def begin_day(self) -> None: ...
+
     def route(self, lead_key: str) -> Route: ...
 
     def report(self, items: Sequence[OutcomeItem]) -> None: ...
@@ -68,8 +70,11 @@ class ServiceGateway:
     def __init__(self, organization: Organization) -> None:
         self.organization = organization
 
-    def route(self, lead_key: str) -> Route:
+    def begin_day(self) -> None:
+        """Reload the organization's routing version, as each API request's authentication does."""
         self.organization.refresh_from_db(fields=["routing_version"])
+
+    def route(self, lead_key: str) -> Route:
         model = choose_model(self.organization, lead_key)
         return Route(str(model.pk), model.model_version, model.ab_test_group)
 
@@ -105,6 +110,9 @@ class HttpGateway:
         if response.status >= 300 and response.status != 207:
             raise SimulationError(f"{method} {path} answered {response.status}: {data[:500]!r}")
         return json.loads(data)
+
+    def begin_day(self) -> None:
+        pass
 
     def route(self, lead_key: str) -> Route:
         answer = self._call("GET", "/api/route?" + urllib.parse.urlencode({"lead": lead_key}))

@@ -31,9 +31,7 @@ class SimulatedClock:
         self._traveller = self._travel.start()
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._travel.stop()
         self._traveller = None
 

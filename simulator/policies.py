@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from experiments.models import Experiment
 from experiments.selectors import experiment_arm_counts, running_experiment
 from experiments.services import promote_ab_test_winner
-from experiments.models import Experiment
 from experiments.stats import improvement_percentage, naive_rule
 from flywheel.errors import NotFound
 from flywheel.models import Organization
@@ -63,7 +63,9 @@ class Desk:
         monday.promotions += 1
         monday.harmful += int(won < lost)
         verdict = "harmful" if won < lost else "good"
-        monday.notes.append(f"{how} {winner.model_version} over {loser.model_version} ({verdict}: {won:.4f} vs {lost:.4f})")
+        monday.notes.append(
+            f"{how} {winner.model_version} over {loser.model_version} ({verdict}: {won:.4f} vs {lost:.4f})"
+        )
 
 
 def is_tuned(model: RegisteredModel) -> bool:

@@ -51,13 +51,17 @@ def _shares(row: WeekRow) -> str:
 
 def weekly_table(result: SimulationResult) -> list[str]:
     """The weekly table: messages, expected and observed rates, versions and shares, decisions."""
-    header = f"{'week':>4} {'msgs':>6} | {'E[reply]':>8} {'E[meet]':>7} {'E[close]':>8} | {'reply':>6} {'meet':>6} {'close':>6} | versions; decisions"
+    header = (
+        f"{'week':>4} {'msgs':>6} | {'E[reply]':>8} {'E[meet]':>7} {'E[close]':>8} | "
+        f"{'reply':>6} {'meet':>6} {'close':>6} | versions; decisions"
+    )
     lines = [header, "-" * len(header)]
     last = result.rows[-1].week
     for row in result.rows:
         mark = "*" if last - row.week < PROVISIONAL_WEEKS else " "
         lines.append(
-            f"{row.week:>4} {row.messages:>6} | {row.rate(row.expected_replies):>8.2%} {row.rate(row.expected_meetings):>7.2%} "
+            f"{row.week:>4} {row.messages:>6} | {row.rate(row.expected_replies):>8.2%} "
+            f"{row.rate(row.expected_meetings):>7.2%} "
             f"{row.rate(row.expected_deals):>8.2%} | {row.rate(row.replies):>6.2%} {row.rate(row.meetings):>6.2%} "
             f"{row.rate(row.deals):>5.2%}{mark} | {_shares(row)}; {'; '.join(row.notes)}"
         )
@@ -87,7 +91,10 @@ def compare_table(results: list[SimulationResult]) -> list[str]:
     for i, week in enumerate(weeks):
         lines.append(f"{week:>4} " + " ".join(f"{r.rows[i].rate(r.rows[i].expected_replies):>10.2%}" for r in results))
     oracle = next((r for r in results if r.spec.policy == "oracle"), None)
-    header = f"{'policy':>10} {'replies':>8} {'meetings':>8} {'deals':>6} {'revenue':>12} {'promoted':>8} {'harmful':>7} {'regret':>8} {'wall s':>7}"
+    header = (
+        f"{'policy':>10} {'replies':>8} {'meetings':>8} {'deals':>6} {'revenue':>12} "
+        f"{'promoted':>8} {'harmful':>7} {'regret':>8} {'wall s':>7}"
+    )
     lines += ["", header]
     for result in results:
         t = totals_of(result)

@@ -26,13 +26,13 @@ from django_q.conf import Conf
 from experiments.models import Experiment
 from flywheel.models import Organization
 from flywheel.services import api_key_create, organization_create
-from outcomes.services import EventItem
+from outcomes.services import EventItem, OutcomeItem
 from registry.models import RegisteredModel
 from registry.services import model_deploy, model_register, model_set_baseline
 from simulator.agents import Gateway, HttpGateway, ServiceGateway, outcome_item
 from simulator.clock import SimulatedClock
 from simulator.funnel import Happening, draw_outcome
-from simulator.market import Market
+from simulator.market import Market, Odds, Prospect
 from simulator.policies import POLICIES, Desk, is_tuned
 from simulator.server import local_server
 from simulator.truth import Judge
@@ -143,12 +143,14 @@ class Simulation:
 
     def send(self, row: WeekRow, indexes: range) -> None:
         """Route, write and report one day's new leads; remember their events for later."""
+        self.gateway.begin_day()  # traffic moves only on Mondays, before the day's first route
         items = []
         for index in indexes:
             items.append(self.write_one(row, index))
         self.gateway.report(items)
 
-    def write_one(self, row: WeekRow, index: int):  # type: ignore[no-untyped-def]
+    def write_one(self, row: WeekRow, index: int) -> OutcomeItem:
+        """Route one new lead, write to it with the routed model, draw its fate; its report."""
         week = row.week
         prospect = self.market.prospect(week=week, index=index)
         route = self.gateway.route(prospect.key)
@@ -156,9 +158,13 @@ class Simulation:
         choice = random.Random(f"choice:{stream}")
         framework, tone = choice.choice(FRAMEWORKS), choice.choice(TONES)
         prompt = prompt_for(prospect, framework=framework, tone=tone)
-        tuned = route.model_version != BASE_VERSION
         draft = self.writer.draft(
-            model_pk=route.registry_id, tuned=tuned, prompt=prompt, prospect=prospect, framework=framework, stream=stream
+            model_pk=route.registry_id,
+            tuned=route.model_version != BASE_VERSION,
+            prompt=prompt,
+            prospect=prospect,
+            framework=framework,
+            stream=stream,
         )
         subject, body = render(draft, prospect)
         odds = self.market.odds(f"{subject}\n{body}", prospect, week=week)
@@ -177,9 +183,7 @@ class Simulation:
             tone=tone,
             channel="email",
             icp_match_score=prospect.icp,
-            first_name=prospect.first_name,
-            last_name=prospect.last_name,
-            company=prospect.company,
+            **_names(prospect),
             prompt=prompt,
             subject=subject,
             body=body,
@@ -210,11 +214,15 @@ class Simulation:
             _count_event(self.rows[pending.week], pending.event)
 
 
+def _names(prospect: Prospect) -> dict[str, str]:
+    return {"first_name": prospect.first_name, "last_name": prospect.last_name, "company": prospect.company}
+
+
 def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def _count_sent(row: WeekRow, version: str, odds) -> None:  # type: ignore[no-untyped-def]
+def _count_sent(row: WeekRow, version: str, odds: Odds) -> None:
     row.messages += 1
     row.versions[version] = row.versions.get(version, 0) + 1
     row.expected_replies += odds.reply_rate

@@ -28,6 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--name", default="", help="The simulation's name (its organization is sim-NAME).")
         parser.add_argument("--start", default=DEFAULT_START.date().isoformat(), help="The first Monday.")
+        parser.add_argument(
+            "--end-last-week", action="store_true", help="Start so that the history ends last Sunday (the demo)."
+        )
         parser.add_argument("--http", default=None, help='The API to call: "local" (in-process server) or a URL.')
         parser.add_argument("--report", type=Path, default=None, help="A folder for CSV and SVG charts.")
         parser.add_argument("--compare", action="store_true", help="Run every policy on this market and seed.")
@@ -55,6 +58,9 @@ class Command(BaseCommand):
         name = options["name"] or f"{options['market']}-{options['seed']}"
         try:
             start = datetime.datetime.fromisoformat(options["start"]).replace(tzinfo=datetime.UTC)
+            if options["end_last_week"]:  # the one read of the wall clock: where to put the history
+                today = datetime.datetime.now(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+                start = today - datetime.timedelta(days=today.weekday(), weeks=options["weeks"])
             common = {
                 "market": options["market"],
                 "weeks": options["weeks"],

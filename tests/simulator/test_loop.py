@@ -57,3 +57,13 @@ def test_the_command_compares_every_policy_and_writes_its_report(tmp_path: Path)
     assert "regret" in text
     assert (tmp_path / "weeks.csv").read_text().count("\n") == 1 + 4 * 2
     assert (tmp_path / "expected_reply_rate.svg").read_text().startswith("<svg")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_http_the_agents_route_and_report_through_the_api_of_an_in_process_server() -> None:
+    result = simulation_run(spec=SimulationSpec(name="wire", policy="frozen", weeks=1, leads_per_week=30, http="local"))
+
+    labels = OutcomeLabel.objects.filter(organization=result.organization)
+    assert labels.count() == 2 * 30
+    assert labels.filter(delivered_at__isnull=False).count() > 0
+    assert result.organization.api_keys.count() == 1

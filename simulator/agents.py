@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import http.client
+import importlib
 import json
 import urllib.parse
 from collections.abc import Sequence
@@ -20,12 +21,15 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from flywheel.models import Organization
+from outcomes.serializers import OutcomeItemSerializer
 from outcomes.services import BulkResult, EventItem, OutcomeItem, outcome_event_record_bulk, outcome_upsert_bulk
 from registry.routing import choose_model
 
 BATCH = 1_000  # the API's largest batch
-# Outcome labels carry the lead's key once the services take it (the per-lead A/B statistics).
-LABELS_TAKE_LEAD_KEY = "lead_key" in {f.name for f in dataclasses.fields(OutcomeItem)}
+# Labels carry their lead (as a keyed hash) where the services take one, for the per-lead A/B
+# statistics; until then the lead is left out. The API's field is "lead", the item's "lead_hash".
+ITEMS_TAKE_LEAD = "lead_hash" in {f.name for f in dataclasses.fields(OutcomeItem)}
+API_TAKES_LEAD = "lead" in OutcomeItemSerializer._declared_fields
 
 
 @dataclass(frozen=True)
@@ -37,12 +41,20 @@ class Route:
     ab_test_group: str
 
 
+@dataclass(frozen=True)
+class Report:
+    """One sent message as an agent reports it: the item, and the lead it went to."""
+
+    item: OutcomeItem
+    lead_key: str
+
+
 class Gateway(Protocol):
     def begin_day(self) -> None: ...
 
     def route(self, lead_key: str) -> Route: ...
 
-    def report(self, items: Sequence[OutcomeItem]) -> None: ...
+    def report(self, reports: Sequence[Report]) -> None: ...
 
     def events(self, items: Sequence[EventItem]) -> None: ...
 
@@ -51,11 +63,18 @@ class SimulationError(Exception):
     """The loop cannot go on (a refused report, an unreachable server)."""
 
 
-def outcome_item(**values: Any) -> OutcomeItem:
-    """An :class:`OutcomeItem`; the lead key is dropped while the services do not take one yet."""
-    if not LABELS_TAKE_LEAD_KEY:
-        values.pop("lead_key", None)
-    return OutcomeItem(**values)
+def _lead_hash(lead_key: str) -> dict[str, str]:
+    """The item's lead field as the API's serializer fills it, where the services take one."""
+    if not ITEMS_TAKE_LEAD:
+        return {}
+    leads = importlib.import_module("outcomes.leads")  # arrives with the per-lead A/B statistics
+    return {"lead_hash": leads.lead_key_hash(lead_key)}
+
+
+def outcome_report(*, lead_key: str, **values: Any) -> Report:
+    """A message's report: its :class:`OutcomeItem` (with the lead's hash where taken) and lead key."""
+    values.update(_lead_hash(lead_key))
+    return Report(OutcomeItem(**values), lead_key)
 
 
 def _check(result: BulkResult, what: str) -> None:
@@ -78,7 +97,8 @@ class ServiceGateway:
         model = choose_model(self.organization, lead_key)
         return Route(str(model.pk), model.model_version, model.ab_test_group)
 
-    def report(self, items: Sequence[OutcomeItem]) -> None:
+    def report(self, reports: Sequence[Report]) -> None:
+        items = [report.item for report in reports]
         for start in range(0, len(items), BATCH):
             chunk = items[start : start + BATCH]
             _check(outcome_upsert_bulk(organization=self.organization, items=chunk), "outcome reports")
@@ -118,10 +138,14 @@ class HttpGateway:
         answer = self._call("GET", "/api/route?" + urllib.parse.urlencode({"lead": lead_key}))
         return Route(answer["registry_id"], answer["model_version"], answer["ab_test_group"])
 
-    def report(self, items: Sequence[OutcomeItem]) -> None:
-        rows = [{("model" if k == "model_id" else k): v for k, v in item.values().items()} for item in items]
-        for row, item in zip(rows, items, strict=True):
-            row.update(external_id=item.external_id, model=item.model_id)
+    def report(self, reports: Sequence[Report]) -> None:
+        rows = []
+        for report in reports:
+            row = {k: v for k, v in report.item.values().items() if k != "lead_hash"}
+            row.update(external_id=report.item.external_id, model=report.item.model_id)
+            if API_TAKES_LEAD:
+                row["lead"] = report.lead_key
+            rows.append(row)
         self._post("/api/outcomes", rows, "outcome reports")
 
     def events(self, items: Sequence[EventItem]) -> None:

@@ -26,10 +26,10 @@ from django_q.conf import Conf
 from experiments.models import Experiment
 from flywheel.models import Organization
 from flywheel.services import api_key_create, organization_create
-from outcomes.services import EventItem, OutcomeItem
+from outcomes.services import EventItem
 from registry.models import RegisteredModel
 from registry.services import model_deploy, model_register, model_set_baseline
-from simulator.agents import Gateway, HttpGateway, ServiceGateway, outcome_item
+from simulator.agents import Gateway, HttpGateway, Report, ServiceGateway, outcome_report
 from simulator.clock import SimulatedClock
 from simulator.funnel import Happening, draw_outcome
 from simulator.market import Market, Odds, Prospect
@@ -149,7 +149,7 @@ class Simulation:
             items.append(self.write_one(row, index))
         self.gateway.report(items)
 
-    def write_one(self, row: WeekRow, index: int) -> OutcomeItem:
+    def write_one(self, row: WeekRow, index: int) -> Report:
         """Route one new lead, write to it with the routed model, draw its fate; its report."""
         week = row.week
         prospect = self.market.prospect(week=week, index=index)
@@ -172,7 +172,7 @@ class Simulation:
         for happening in draw_outcome(odds, prospect, sent_at=self.clock.now, stream=stream):
             self._remember(week, external_id, happening)
         _count_sent(row, route.model_version, odds)
-        return outcome_item(
+        return outcome_report(
             external_id=external_id,
             lead_key=prospect.key,
             model_id=route.registry_id,

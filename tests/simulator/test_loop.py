@@ -10,10 +10,12 @@ from django.core.management import call_command
 from experiments.models import Experiment
 from outcomes.models import OutcomeLabel
 from registry.models import RegisteredModel
+from simulator.agents import ITEMS_TAKE_LEAD
 from simulator.services import SimulationSpec, simulation_run
 from training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
+LEAD_HASH = "lead_hash"
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +69,12 @@ def test_with_http_the_agents_route_and_report_through_the_api_of_an_in_process_
     assert labels.count() == 2 * 30
     assert labels.filter(delivered_at__isnull=False).count() > 0
     assert result.organization.api_keys.count() == 1
+
+
+@pytest.mark.skipif(not ITEMS_TAKE_LEAD, reason="outcome labels do not carry their lead yet")
+def test_each_label_carries_the_hash_of_the_lead_it_was_routed_for() -> None:
+    result = simulation_run(spec=SimulationSpec(name="leads", policy="frozen", weeks=1, leads_per_week=20))
+
+    labels = OutcomeLabel.objects.filter(organization=result.organization)
+    hashes = set(labels.values_list(LEAD_HASH, flat=True))  # a column the per-lead statistics add
+    assert labels.count() == 40 and len(hashes) == 40 and "" not in hashes

@@ -62,7 +62,7 @@ class Desk:
         won, lost = self.value(winner), self.value(loser)
         monday.promotions += 1
         monday.harmful += int(won < lost)
-        verdict = "harmful" if won < lost else "good"
+        verdict = "harmful" if won < lost else "good" if won > lost else "neutral"
         monday.notes.append(
             f"{how} {winner.model_version} over {loser.model_version} ({verdict}: {won:.4f} vs {lost:.4f})"
         )

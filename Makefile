@@ -17,9 +17,9 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) manage.py migrate --no-input
-	$(PY) manage.py seed_demo_data --seed 7
+	FINE_TUNING_PROVIDER=local $(PY) manage.py simulate_market --name demo --market default --policy flywheel \
+		--weeks 12 --leads-per-week 600 --seed 7 --no-regret --end-last-week
 	$(PY) manage.py ensure_demo_superuser
-	FINE_TUNING_PROVIDER=local $(PY) manage.py run_training_cycle --organization demo --wait
 	@echo "Flywheel is at http://$(HOST):$(PORT)/admin/ (Ctrl-C stops it and its worker)"
 	$(PY) manage.py qcluster & QPID=$$!; trap "kill $$QPID 2>/dev/null" EXIT INT TERM; \
 		$(PY) manage.py runserver $(HOST):$(PORT)

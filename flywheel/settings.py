@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "outcomes",
     "experiments",
     "training",
+    "simulator",
 ]
 
 MIDDLEWARE = [

@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 from experiments.models import Experiment
 from experiments.selectors import experiment_decision
 from experiments.services import model_deploy_or_start_test, promote_ab_test_winner, promotion_preview
-from experiments.stats import FIRST_DECISION_LOOK, ArmCounts, obf_boundary
+from experiments.stats import FIRST_DECISION_LOOK, ArmCounts, look_boundary
 from flywheel.admin_helpers import acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from registry import admin as registry_admin
@@ -84,7 +84,7 @@ def chart(points: dict[int, float], planned_looks: int, *, width: int = 640, hei
     """
     left, right, top, bottom = 44, width - 16, 14, height - 30
     first = min(FIRST_DECISION_LOOK, planned_looks)
-    bounds = {k: obf_boundary(k, planned_looks) or 0.0 for k in range(first, planned_looks + 1)}
+    bounds = {k: look_boundary(k, planned_looks) or 0.0 for k in range(first, planned_looks + 1)}
     reach = math.ceil(max([*bounds.values(), *(abs(z) for z in points.values()), 1.0]) + 0.5)
 
     def x(look: int) -> float:

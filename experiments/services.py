@@ -110,6 +110,8 @@ def experiment_start(
         variant=variant,
         planned_variant_share=variant.traffic_percentage / 100,
         planned_looks=settings.AB_TEST_PLANNED_LOOKS,
+        planned_leads=settings.AB_TEST_PLANNED_LEADS,
+        minimum_effect=settings.AB_TEST_MINIMUM_EFFECT,
     )
     experiment.full_clean()
     experiment.save()

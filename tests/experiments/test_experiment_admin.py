@@ -78,7 +78,7 @@ def test_the_page_shows_both_arms_the_statistic_against_its_boundary_and_the_dec
     assert "The test as it stands now" in page and "look 4 of 8" in page
     assert page.count('<td class="number">40</td>') == 2  # messages of each arm
     assert "10.00%" in page and "50.00%" in page  # the control's and the variant's reply rates
-    assert "± 2.519" in page  # the boundary at look 4 of 8: 1.781 * sqrt(2)
+    assert "± 2.538" in page  # the boundary at look 4 of 8 with half the planned leads
     assert "the split matches the plan" in page
     assert "Promote the variant" in page
     assert "significantly higher" in page

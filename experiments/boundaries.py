@@ -14,6 +14,7 @@ With the default grid the boundaries agree with published tables to about 1e-4.
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import lru_cache
 from statistics import NormalDist
@@ -123,7 +124,7 @@ def spending_boundaries(
     clipped = tuple(round(min(max(value, 1e-6), 1.0), 9) for value in fractions)
     if not clipped:
         return ()
-    if any(later < earlier for earlier, later in zip(clipped, clipped[1:], strict=False)):
+    if any(later < earlier for earlier, later in itertools.pairwise(clipped)):
         raise ValueError(f"Information fractions cannot decrease: {list(fractions)}.")
     return _boundaries(clipped, alpha, symmetric)
 

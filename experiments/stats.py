@@ -44,11 +44,14 @@ _NORMAL = NormalDist()
 
 @dataclass(frozen=True)
 class LeadSums:
-    """One count of one arm summed over its leads: ``sum y``, ``sum y^2`` and ``sum n y``."""
+    """One count of one arm summed over its leads: ``sum y``, ``sum y^2`` and ``sum n y``.
 
-    total: float
-    squares: float
-    cross: float
+    Floats in the product; numpy arrays of replicates in ``bench/ab_simulation.py``.
+    """
+
+    total: Any
+    squares: Any
+    cross: Any
 
 
 @dataclass(frozen=True)
@@ -142,13 +145,18 @@ def _single_message_value_squares(arm: ArmCounts) -> float:
     """
     n = arm.messages
     if arm.is_nested:
-        return (
-            REPLY_WEIGHT**2 * (arm.replies - arm.meetings)
-            + (REPLY_WEIGHT + MEETING_WEIGHT) ** 2 * (arm.meetings - arm.deals)
-            + (REPLY_WEIGHT + MEETING_WEIGHT + CLOSE_WEIGHT) ** 2 * arm.deals
-        )
+        return message_value_squares(arm.replies, arm.meetings, arm.deals)
     weighted = ((CLOSE_WEIGHT, arm.close_rate), (MEETING_WEIGHT, arm.meeting_rate), (REPLY_WEIGHT, arm.reply_rate))
     return n * (sum(w * w * p * (1 - p) for w, p in weighted) + arm.weighted_score**2)
+
+
+def message_value_squares(replies: Num, meetings: Num, deals: Num) -> Num:
+    """``sum v^2`` over single messages of a nested funnel: each message is worth 0, 0.2, 0.5 or 1."""
+    return (
+        REPLY_WEIGHT**2 * (replies - meetings)
+        + (REPLY_WEIGHT + MEETING_WEIGHT) ** 2 * (meetings - deals)
+        + (REPLY_WEIGHT + MEETING_WEIGHT + CLOSE_WEIGHT) ** 2 * deals
+    )
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ routing randomises), one aggregate query per look.
 
 import datetime
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -83,17 +83,28 @@ def experiment_looks(experiment: Experiment, *, look: int) -> list[tuple[ArmCoun
     return [experiment_arm_counts(experiment, look=k) for k in range(1, look + 1)]
 
 
-def experiment_decision(
+@dataclass(frozen=True)
+class Evidence:
+    """What a decision rests on: the arms at each look so far, their information fractions, the decision."""
+
+    looks: list[tuple[ArmCounts, ArmCounts]]
+    fractions: list[float]
+    control: ArmCounts
+    variant: ArmCounts
+    decision: Decision
+
+
+def experiment_evidence(
     experiment: Experiment, *, look: int | None = None, now: datetime.datetime | None = None
-) -> tuple[ArmCounts, ArmCounts, Decision]:
-    """The arms' counts and the test's decision at ``look`` (by default the current one), without saving.
+) -> Evidence:
+    """The arms at every look up to ``look`` (by default the current one) and the decision there, unsaved.
 
     The boundary is spent on the information fractions of every look so far, so looks of
-    unequal size keep the error rate.
+    unequal size keep the error rate. One bounded query per look.
     """
     look = experiment_look(experiment, now=now) if look is None else look
     looks = experiment_looks(experiment, look=look)
-    control, variant = looks[-1] if looks else experiment_arm_counts(experiment, look=0)
+    control, variant = looks[-1] if looks else (EMPTY_ARM, EMPTY_ARM)
     fractions = information_fractions(experiment, [c.lead_count + v.lead_count for c, v in looks])
     decision = decide(
         control,
@@ -104,7 +115,15 @@ def experiment_decision(
         fractions=fractions or None,
         minimum_effect=experiment.minimum_effect,
     )
-    return control, variant, _concluded(decision)
+    return Evidence(looks, fractions, control, variant, _concluded(decision))
+
+
+def experiment_decision(
+    experiment: Experiment, *, look: int | None = None, now: datetime.datetime | None = None
+) -> tuple[ArmCounts, ArmCounts, Decision]:
+    """The arms' counts and the test's decision at ``look`` (by default the current one), without saving."""
+    evidence = experiment_evidence(experiment, look=look, now=now)
+    return evidence.control, evidence.variant, evidence.decision
 
 
 def _concluded(decision: Decision) -> Decision:

@@ -118,7 +118,9 @@ def test_deploying_a_new_model_as_a_variant_starts_its_experiment(
     experiment = Experiment.objects.get()
     assert (experiment.control, experiment.variant, experiment.planned_variant_share) == (control, variant, 0.2)
     assert (deployed.status, deployed.traffic_percentage, deployed.ab_test_group) == ("deployed", 20.0, "variant_a")
-    assert variant.events.get().reason == "try v1.1"
+    reason = variant.events.get().reason
+    # The audit row states when the test can decide at the earliest: its second look, 14 + 14 days on.
+    assert reason.startswith("try v1.1 (A/B test at 20 %: earliest possible decision ")
 
 
 def test_other_deploys_start_no_experiment(

@@ -132,3 +132,19 @@ def spending_boundaries(
 def equal_fractions(looks: int) -> tuple[float, ...]:
     """Equally spaced information fractions ``1/K, 2/K, ..., 1``."""
     return tuple((k + 1) / looks for k in range(looks))
+
+
+def look_boundary(
+    look: int, planned_looks: int, fractions: list[float] | None = None, alpha: float = 0.05
+) -> float | None:
+    """The z boundary at ``look`` given the information fractions of looks ``1..look``; ``None`` before look 1.
+
+    Without ``fractions`` the looks are taken as equally spaced. The last planned look, and any
+    look past it, has fraction 1: it spends what alpha is left.
+    """
+    if look < 1:
+        return None
+    spread = list(fractions) if fractions is not None else list(equal_fractions(planned_looks))[:look]
+    spread += [1.0] * (look - len(spread))
+    spread = [1.0 if k + 1 >= planned_looks else value for k, value in enumerate(spread[:look])]
+    return spending_boundaries(spread, alpha)[look - 1]

@@ -242,6 +242,13 @@ def experiment_progress(experiment: Experiment, *, now: datetime.datetime | None
     its recorded decision, with that decision. Only ``decision`` decides; every number marked
     ``provisional`` includes messages whose outcome may still arrive.
     """
+    return progress_and_evidence(experiment, now=now)[0]
+
+
+def progress_and_evidence(
+    experiment: Experiment, *, now: datetime.datetime | None = None
+) -> tuple[dict[str, Any], Evidence]:
+    """:func:`experiment_progress` and the evidence of the decision it shows (the arms at each look)."""
     now = now or timezone.now()
     running = experiment.status == Experiment.Status.RUNNING
     end = now if running else (experiment.ended_at or now)
@@ -252,7 +259,7 @@ def experiment_progress(experiment: Experiment, *, now: datetime.datetime | None
     every = window_arm_counts(experiment, start=experiment.started_at, end=end)
     matured = window_arm_counts(experiment, start=experiment.started_at, end=max(matured_at, experiment.started_at))
     decision = evidence.decision.as_dict() if running else {**evidence.decision.as_dict(), **experiment.decision}
-    return {
+    progress = {
         "id": str(experiment.pk),
         "organization_id": str(experiment.organization_id) if experiment.organization_id else None,
         "status": experiment.status,
@@ -269,3 +276,4 @@ def experiment_progress(experiment: Experiment, *, now: datetime.datetime | None
         "decision": decision,
         "series": {"daily": daily_series(experiment, end, matured_at), "looks": look_series(experiment, evidence)},
     }
+    return progress, evidence

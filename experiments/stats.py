@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from experiments.boundaries import equal_fractions, spending_boundaries
+from experiments.boundaries import look_boundary as look_boundary  # re-exported for the callers of decide()
 
 Winner = Literal["control", "variant"]
 Num = TypeVar("Num", float, np.ndarray)  # a float in the product, an array of replicates in the bench
@@ -309,22 +309,6 @@ def naive_rule(control: ArmCounts, variant: ArmCounts, threshold_pct: float = 5.
 # --- Planning -----------------------------------------------------------------------------------
 
 
-def look_boundary(
-    look: int, planned_looks: int, fractions: list[float] | None = None, alpha: float = 0.05
-) -> float | None:
-    """The z boundary at ``look`` given the information fractions of looks ``1..look``; ``None`` before look 1.
-
-    Without ``fractions`` the looks are taken as equally spaced. The last planned look, and any
-    look past it, has fraction 1: it spends what alpha is left.
-    """
-    if look < 1:
-        return None
-    spread = list(fractions) if fractions is not None else list(equal_fractions(planned_looks))[:look]
-    spread += [1.0] * (look - len(spread))
-    spread = [1.0 if k + 1 >= planned_looks else value for k, value in enumerate(spread[:look])]
-    return spending_boundaries(spread, alpha)[look - 1]
-
-
 def per_lead_variance(arm: ArmCounts, metric: str = "value") -> float:
     """The variance one lead contributes to the arm's ratio: ``leads * Var(R)``."""
     return arm_moments(arm, metric)[1] * arm.lead_count
@@ -465,6 +449,22 @@ def decide(
             alpha=alpha,
             minimum_effect=minimum_effect,
         )
+    statistics = {"z": z, "boundary": boundary, "srm_p_value": srm_p, "look": look, "planned_looks": planned_looks}
+    fraction = fractions[-1] if fractions else None
+    return _decision(control, variant, winner, stopped, reasons, leads, fraction, statistics)
+
+
+def _decision(
+    control: ArmCounts,
+    variant: ArmCounts,
+    winner: Winner | None,
+    stopped: bool,
+    reasons: list[str],
+    leads: int | None,
+    fraction: float | None,
+    statistics: dict[str, Any],
+) -> Decision:
+    """The :class:`Decision` of a look, with the scores, leads and messages behind it."""
     total_leads = control.lead_count + variant.lead_count
     per_lead = (control.messages + variant.messages) / total_leads if total_leads else 1.0
     return Decision(
@@ -473,17 +473,13 @@ def decide(
         improvement_percentage=improvement_percentage(control.weighted_score, variant.weighted_score),
         control_score=control.weighted_score,
         variant_score=variant.weighted_score,
-        z=z,
-        boundary=boundary,
-        srm_p_value=srm_p,
-        look=look,
-        planned_looks=planned_looks,
         stopped=stopped,
         reasons=reasons,
         additional_messages_needed=None if leads is None else math.ceil(leads * per_lead),
         additional_leads_needed=leads,
-        information_fraction=None if fractions is None or not fractions else fractions[-1],
+        information_fraction=fraction,
         control_leads=control.lead_count,
         variant_leads=variant.lead_count,
         unkeyed_leads=control.unkeyed_leads + variant.unkeyed_leads,
+        **statistics,
     )

@@ -107,6 +107,9 @@ class OutcomeLabel(models.Model):
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(MAX_DEAL_VALUE)],
     )
     quality_score = models.FloatField(default=0.0, db_index=True, editable=False)
+    # The lead the message went to, as a keyed hash (outcomes.leads); "" when the agent sent none.
+    # Never exported, never shown: it only groups a lead's messages in A/B tests.
+    lead_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     # Curation
     excluded_from_training = models.BooleanField(default=False)
@@ -167,6 +170,7 @@ class OutcomeLabel(models.Model):
                 condition=Q(excluded_from_training=False),
                 name="outcome_labels_pool_text",
             ),
+            models.Index(fields=["model", "sent_at", "lead_hash"], name="outcome_labels_model_lead"),
         ]
 
     def __str__(self) -> str:

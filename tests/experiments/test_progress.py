@@ -176,7 +176,12 @@ def test_the_list_is_paginated_newest_first(tenant: Tenant) -> None:
     for n in range(3):
         variant = RegisteredModelFactory.create(organization=tenant.organization)
         Experiment.objects.create(
-            organization=tenant.organization, control=control, variant=variant, status=Experiment.Status.STOPPED
+            organization=tenant.organization,
+            control=control,
+            variant=variant,
+            status=Experiment.Status.STOPPED,
+            ended_at=timezone.now(),
+            end_reason="stopped for the test",
         )
         Experiment.objects.filter(variant=variant).update(started_at=timezone.now() - n * DAY)
     newest = list(Experiment.objects.order_by("-started_at").values_list("id", flat=True))

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from django.db import connection, connections
+from django_q.conf import Conf
 from rest_framework.test import APIClient
 
 from tests.api_clients import Tenant, assert_error, key_client, make_tenant, staff_client
@@ -213,10 +214,12 @@ def test_staff_stats_without_an_organization_cover_every_organization(
 
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_starts_make_one_run_and_one_409(settings: Any) -> None:
+def test_two_concurrent_starts_make_one_run_and_one_409(monkeypatch: Any) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: two connections racing on the one-active-run constraint")
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}  # the runs stay pending
+    # The runs stay pending: their first step is queued, not run in the request (django-q2 reads
+    # its sync mode from Conf, once), so the first run cannot end before the second start checks.
+    monkeypatch.setattr(Conf, "SYNC", False)
     tenant = make_tenant()
     barrier = threading.Barrier(2)
     statuses: list[int] = []

@@ -18,9 +18,12 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo_data --seed 7
-	$(PY) manage.py ensure_demo_superuser
+	TRAINING_SCHEDULE_ORGANIZATIONS=demo $(PY) manage.py setup_schedules
 	FINE_TUNING_PROVIDER=local $(PY) manage.py run_training_cycle --organization demo --wait
-	@echo "Flywheel is at http://$(HOST):$(PORT)/admin/ (Ctrl-C stops it and its worker)"
+	@echo
+	@echo "Flywheel is at http://$(HOST):$(PORT)/admin/ (Ctrl-C stops it and its worker); log in as:"
+	@$(PY) manage.py ensure_demo_superuser
+	@echo
 	$(PY) manage.py qcluster & QPID=$$!; trap "kill $$QPID 2>/dev/null" EXIT INT TERM; \
 		$(PY) manage.py runserver $(HOST):$(PORT)
 

@@ -72,10 +72,9 @@ def training_run_start(
 
     The run trains on the pool's provider (the organization's choice, else the setting), which
     it keeps whatever changes later; a method that provider lacks is refused with a 400. Unless
-    ``force``, a run whose dataset equals the pool's last successful run's ends as skipped.
-
-    One run may be active per pool: a second start is refused with :class:`Conflict`, by a
-    check for a clear message and by the database constraint for two starts that race.
+    ``force``, a run whose dataset equals the pool's last successful run's ends as skipped. One
+    run may be active per pool: a second start is refused with :class:`Conflict` (by a check, and
+    by the database constraint for two starts that race).
     """
     pool = pool_key(organization.pk if organization else None)
     _refuse_second_run(pool)

@@ -65,7 +65,8 @@ def test_the_form_starts_on_the_organization_the_person_last_trained(operator: C
     user = operator.get(reverse(RUN_NOW)).wsgi_request.user
     TrainingRunFactory.create(organization=zeta, status=TrainingRun.Status.SUCCEEDED, actor_user=user)
     assert selected_pool(operator.get(reverse(RUN_NOW)).content.decode()) == str(zeta.pk)
-    assert selected_pool(operator.get(reverse(RUN_NOW), {"organization": acme.pk}).content.decode()) == str(acme.pk)
+    chosen = operator.get(reverse(RUN_NOW), {"organization": str(acme.pk)})
+    assert selected_pool(chosen.content.decode()) == str(acme.pk)
 
 
 @pytest.mark.parametrize(

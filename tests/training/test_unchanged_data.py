@@ -93,7 +93,9 @@ def test_the_command_reports_a_skip_without_failing_and_force_trains(organizatio
 def test_a_weekly_run_on_unchanged_data_is_skipped_not_failed(organization: Organization) -> None:
     make_labels(organization)
     trained(organization)
-    run = drive(TrainingRun.objects.get(pk=tasks.weekly_training(str(organization.pk))))
+    run_id = tasks.weekly_training(str(organization.pk))
+    assert run_id is not None
+    run = drive(TrainingRun.objects.get(pk=run_id))
     assert run.status == Status.SKIPPED
     assert failed_tasks() == [] and not Task.objects.filter(success=False).exists()
     assert TrainingRun.objects.filter(status=Status.FAILED).count() == 0

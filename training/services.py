@@ -70,27 +70,24 @@ def training_run_start(
 ) -> TrainingRun:
     """Create a training run for ``organization`` (``None``: the global model) and enqueue it.
 
-    The run trains on the pool's provider (the organization's choice, else the setting), which
-    it keeps whatever changes later; a method that provider lacks is refused with a 400. Unless
-    ``force``, a run whose dataset equals the pool's last successful run's ends as skipped. One
-    run may be active per pool: a second start is refused with :class:`Conflict` (by a check, and
-    by the database constraint for two starts that race).
+    It trains on the pool's provider, kept whatever changes later (a method it lacks: 400).
+    Unless ``force``, a run on the pool's last successful dataset ends skipped. One run may be
+    active per pool: a second start is a :class:`Conflict` (checked, and constrained in the database).
     """
     pool = pool_key(organization.pk if organization else None)
     _refuse_second_run(pool)
+    parameters = {"min_quality_score": min_quality_score, "method": method, "validation_percent": validation_percent}
     run = TrainingRun(
         organization=organization,
         pool=pool,
         model_version=model_version or "",
         base_model=settings.TRAINING_BASE_MODEL,
-        min_quality_score=min_quality_score,
-        method=method,
         deploy_immediately=deploy_immediately,
         ab_test_percentage=ab_test_percentage,
-        validation_percent=validation_percent,
         force=force,
         triggered_by=triggered_by,
         provider=pool_provider_name(organization=organization),
+        **parameters,
         **actor_fields(actor),
     )
     _validate_new_run(run)

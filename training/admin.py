@@ -103,6 +103,7 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
                     "validation_percent",
                     "deploy_immediately",
                     "ab_test_percentage",
+                    "force",
                 ]
             },
         ),

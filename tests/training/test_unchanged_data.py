@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
 from django_q.models import Task
 
 from flywheel.models import Organization
@@ -99,3 +101,16 @@ def test_a_weekly_run_on_unchanged_data_is_skipped_not_failed(organization: Orga
     assert run.status == Status.SKIPPED
     assert failed_tasks() == [] and not Task.objects.filter(success=False).exists()
     assert TrainingRun.objects.filter(status=Status.FAILED).count() == 0
+
+
+def test_the_admin_shows_a_skipped_run_with_its_reason_and_whether_it_was_forced(
+    admin_client: Client, organization: Organization
+) -> None:
+    make_labels(organization)
+    trained(organization)
+    skipped = trained(organization)
+    page = admin_client.get(reverse("admin:training_trainingrun_change", args=[skipped.pk])).content.decode()
+    assert "Skipped" in page and "No new data since v2.1.0" in page and "Force" in page
+    listing = admin_client.get(reverse("admin:training_trainingrun_changelist"), {"status__exact": "skipped"})
+    assert reverse("admin:training_trainingrun_change", args=[skipped.pk]) in listing.content.decode()
+    assert listing.context["cl"].result_count == 1

@@ -4,8 +4,12 @@ The chained task (``poll_run_when_due``) and django-q2's scheduler compete for e
 row; whichever takes the row polls, the other finds it gone, so no poll is ever made twice.
 """
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,6 +63,20 @@ def test_each_provider_declares_its_poll_interval_and_a_setting_overrides_one(se
     assert provider_poll_interval("openai") == 30.0 and provider_poll_interval("local") == 2.0
     settings.TRAINING_POLL_INTERVAL = 45
     assert provider_poll_interval(f"{__name__}.UndeclaredProvider") == 45.0
+
+
+def test_the_environment_sets_intervals_per_provider() -> None:
+    code = "from django.conf import settings; print(sorted(settings.TRAINING_POLL_INTERVALS.items()))"
+    env = {**os.environ, "TRAINING_POLL_INTERVALS": "local=0.5,openai=30"}
+    result = subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "[('local', 0.5), ('openai', 30.0)]"
 
 
 def test_a_local_run_is_polled_again_two_seconds_later(

@@ -19,8 +19,11 @@ demo: install
 	$(PY) manage.py migrate --no-input
 	FINE_TUNING_PROVIDER=local $(PY) manage.py simulate_market --name demo --market default --policy flywheel \
 		--weeks 12 --leads-per-week 600 --seed 7 --no-regret --end-last-week
-	$(PY) manage.py ensure_demo_superuser
-	@echo "Flywheel is at http://$(HOST):$(PORT)/admin/ (Ctrl-C stops it and its worker)"
+	TRAINING_SCHEDULE_ORGANIZATIONS=sim-demo-flywheel $(PY) manage.py setup_schedules
+	@echo
+	@echo "Flywheel is at http://$(HOST):$(PORT)/admin/ (Ctrl-C stops it and its worker); log in as:"
+	@$(PY) manage.py ensure_demo_superuser
+	@echo
 	$(PY) manage.py qcluster & QPID=$$!; trap "kill $$QPID 2>/dev/null" EXIT INT TERM; \
 		$(PY) manage.py runserver $(HOST):$(PORT)
 

@@ -130,6 +130,7 @@ def main() -> int:
         "OPENAI_TIMEOUT": str(HOLD_ANSWER * 2),
         "TRAINING_MIN_EXAMPLES": "10",
         "TRAINING_POLL_INTERVAL": "5",
+        "TRAINING_POLL_INTERVALS": "openai=5",  # openai declares 60 s of its own
     }
     os.environ.update({key: env[key] for key in ("FINE_TUNING_PROVIDER", "TRAINING_MIN_EXAMPLES")})
     from django.conf import settings

@@ -251,7 +251,13 @@ TRAINING_SYSTEM_PROMPT: str = env.str(
     ),
 )
 TRAINING_MIN_EXAMPLES: int = env.int("TRAINING_MIN_EXAMPLES", default=50)
+# Seconds between polls of a running job: each provider declares its own (local 2, openweights 10,
+# openai 60); TRAINING_POLL_INTERVALS overrides it per provider ("local=1,openai=30"), and
+# TRAINING_POLL_INTERVAL serves a provider that declares none.
 TRAINING_POLL_INTERVAL: int = env.int("TRAINING_POLL_INTERVAL", default=60)
+TRAINING_POLL_INTERVALS: dict[str, float] = {
+    name: float(seconds) for name, seconds in env.dict("TRAINING_POLL_INTERVALS", default={}).items()
+}
 TRAINING_MAX_WAIT: int = env.int("TRAINING_MAX_WAIT", default=86400)
 # A worker's claim on a step lives this long unless its heartbeat renews it (a quarter of it apart).
 TRAINING_STEP_LEASE: int = env.int("TRAINING_STEP_LEASE", default=60)

@@ -27,6 +27,8 @@ from flywheel.admin import OrganizationAdmin as TenancyOrganizationAdmin
 from flywheel.admin_helpers import acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
+from registry.models import pool_key
+from registry.services import VERSION_PATTERN
 from training.datasets import dataset_counts
 from training.models import TrainingRun
 from training.providers import default_provider_name, provider_names
@@ -37,6 +39,8 @@ from training.selectors import (
     provider_methods,
     provider_reports_loss,
     provider_wind_down_notice,
+    training_default_organization,
+    version_taken,
 )
 from training.services import training_run_cancel, training_run_start
 
@@ -99,6 +103,7 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
                     "validation_percent",
                     "deploy_immediately",
                     "ab_test_percentage",
+                    "force",
                 ]
             },
         ),
@@ -263,8 +268,8 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
         """Ask for the pool and parameters, show what would train, then start the run on confirmation."""
         if not self.has_run_training_permission(request):
             raise PermissionDenied
-        initial = {"organization": request.GET.get("organization")}
-        form = RunNowForm(request.POST or None, initial=initial)
+        chosen = request.GET.get("organization") or training_default_organization(user=request.user)
+        form = RunNowForm(request.POST or None, initial={"organization": getattr(chosen, "pk", chosen)})
         if request.method != "POST" or not form.is_valid():
             return self.run_now_page(request, form, confirming=False)
         if "confirm" not in request.POST:
@@ -289,11 +294,8 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
             "min_examples": settings.TRAINING_MIN_EXAMPLES,
         }
         if confirming:
-            data = form.cleaned_data
-            organization = data["organization"]
-            counts = dataset_counts(organization.pk if organization else None, data["min_quality_score"])
-            context["counts"] = counts
-            context["eligible"] = counts[METHOD_COUNTS.get(data["method"], "sft")]
+            organization = form.cleaned_data["organization"]
+            context["eligible"] = form.eligible
             context["pool"] = str(organization) if organization else "the global pool (every organization)"
         return confirmation_page(self, request, template=RUN_NOW_TEMPLATE, title="Run training cycle now", **context)
 
@@ -302,8 +304,9 @@ class RunNowForm(forms.Form):
     """The parameters of ``training_run_start`` that a person chooses.
 
     The methods offered are those of the pool's provider: the pool sent with the form, else the
-    one in the address (``?organization=``), else the global pool. Another method is refused
-    with the reason.
+    initial one (the address's ``?organization=``, else the person's usual organization). Every
+    check the start would make runs here, before the confirmation page: the version's format and
+    that it is free, the method, the ranges, an active run in the pool and enough eligible examples.
     """
 
     organization = forms.ModelChoiceField(
@@ -315,6 +318,40 @@ class RunNowForm(forms.Form):
     validation_percent = forms.FloatField(initial=0, min_value=0, max_value=99, help_text="Held-out share (%).")
     deploy_immediately = forms.BooleanField(required=False, help_text="Start an A/B test of the new model.")
     ab_test_percentage = forms.FloatField(initial=10.0, min_value=0.1, max_value=100)
+    force = forms.BooleanField(
+        required=False,
+        label="Train even on unchanged data",
+        help_text="Else a run whose dataset equals the pool's last successful run's ends as skipped.",
+    )
+    eligible = 0
+
+    def clean_model_version(self) -> str:
+        version = str(self.cleaned_data.get("model_version") or "").strip()
+        if version and not VERSION_PATTERN.match(version):
+            raise ValidationError(f"{version!r} is not a version like v2.5.0.")
+        return version
+
+    def clean(self) -> dict[str, Any]:
+        """The checks that need several fields: the pool's version, active run and eligible examples."""
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        organization = data.get("organization")
+        pool_id = organization.pk if organization else None
+        if data.get("model_version") and version_taken(organization_id=pool_id, version=data["model_version"]):
+            self.add_error("model_version", f"{data['model_version']} is already taken in this pool.")
+        active = TrainingRun.objects.active().filter(pool=pool_key(pool_id)).first()
+        if active is not None:
+            raise ValidationError(f"A training run is already {active.status} for this pool; wait for it or cancel it.")
+        counts = dataset_counts(pool_id, data["min_quality_score"])
+        self.eligible = counts[METHOD_COUNTS.get(data["method"], "sft")]
+        if self.eligible < settings.TRAINING_MIN_EXAMPLES:
+            raise ValidationError(
+                f"Only {self.eligible} eligible examples at quality >= {data['min_quality_score']}; a run needs at "
+                f"least {settings.TRAINING_MIN_EXAMPLES} (TRAINING_MIN_EXAMPLES). Lower the minimum score or wait "
+                "for more labels."
+            )
+        return data
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

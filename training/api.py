@@ -58,6 +58,10 @@ class TrainingRunStartApi(APIView):
             default=TrainingRun.Method.SFT,
             help_text="Only the methods of the pool's provider: kto needs openweights.",
         )
+        force = serializers.BooleanField(
+            default=False,
+            help_text="Train even on the very dataset of the pool's last successful run (else the run is skipped).",
+        )
 
     @extend_schema(
         operation_id="training_run_start",

@@ -65,6 +65,9 @@ class TrainingRun(models.Model):
     deploy_immediately = models.BooleanField(default=False)
     ab_test_percentage = models.FloatField(default=10.0)
     validation_percent = models.FloatField(default=0.0)
+    force = models.BooleanField(
+        default=False, help_text="Train even when the dataset equals the last successful run's (same sha256)."
+    )
     triggered_by = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.COMMAND)
     actor_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

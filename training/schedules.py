@@ -4,27 +4,35 @@ Schedule rows name their task by its dotted path, so the paths below never chang
 task would leave existing schedules calling nothing.
 """
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django_q.conf import Conf
 from django_q.models import Schedule
+from django_q.tasks import async_task
 
 from flywheel.models import Organization
+from training.providers import provider_poll_interval
 
 ADVANCE_TASK = "training.tasks.advance_run"
 POLL_TASK = "training.tasks.poll_run"
 WEEKLY_TASK = "training.tasks.weekly_training"
 RESUME_TASK = "training.tasks.resume_stuck_runs"
+POLL_WHEN_DUE_TASK = "training.tasks.poll_run_when_due"
 
 WEEKLY_CRON = "0 2 * * 1"  # Mondays 02:00 UTC, the seed's cron line
 WEEKLY_PREFIX = "training: weekly "
 RESUME_SCHEDULE = "training: resume stuck runs"
 RESUME_LATER_SCHEDULE = "training: resume when leases expire"
 RESUME_EVERY_MINUTES = 1
+# django-q2 1.11 looks at its schedules every 30 s of the cluster's guard loop (a constant in
+# ``Cluster.guard``, whatever ``guard_cycle`` is): a poll due sooner is also chained as a task.
+SCHEDULER_CADENCE = 30.0
 
 
 # --- Weekly training and the resume sweep --------------------------------------------------------
@@ -118,25 +126,48 @@ def poll_schedule_name(run_id: uuid.UUID | str) -> str:
     return f"training poll {run_id}"
 
 
-def poll_schedule(*, run_id: uuid.UUID) -> bool:
-    """Schedule the run's next poll in ``TRAINING_POLL_INTERVAL`` seconds, unless one is pending.
+def poll_schedule(*, run_id: uuid.UUID, provider: str) -> bool:
+    """Schedule the run's next poll in the provider's poll interval, unless one is pending.
 
     A ONCE schedule, which django-q2 deletes once it has run: a new row per poll, so the row
-    being executed is never the one rescheduled. Returns whether a schedule was created.
+    being executed is never the one rescheduled. An interval shorter than the scheduler's
+    cadence would wait for its next look, so the poll is also enqueued at once as a task that
+    waits until the row is due and takes it (:func:`poll_take_when_due`); whichever of the two
+    takes the row polls, the other finds it gone. Returns whether a schedule was created.
     """
     now = timezone.now()
     name = poll_schedule_name(run_id)
     if Schedule.objects.filter(name=name, next_run__gt=now).exists():
         return False
-    Schedule.objects.create(
+    interval = provider_poll_interval(provider)
+    schedule = Schedule.objects.create(
         name=name,
         func=POLL_TASK,
         args=repr(str(run_id)),
         schedule_type=Schedule.ONCE,
         repeats=-1,
-        next_run=now + timedelta(seconds=settings.TRAINING_POLL_INTERVAL),
+        next_run=now + timedelta(seconds=interval),
     )
+    if interval < SCHEDULER_CADENCE and not Conf.SYNC:  # in sync mode the wait would block the caller
+        transaction.on_commit(partial(async_task, POLL_WHEN_DUE_TASK, str(run_id), schedule.pk))
     return True
+
+
+def poll_take_when_due(*, run_id: uuid.UUID | str, schedule_id: int) -> bool:
+    """Wait until the run's poll schedule ``schedule_id`` is due, then take it; True when taken.
+
+    Taking is deleting the row: django-q2's scheduler reads due rows under ``select_for_update``
+    and deletes a ONCE row it ran, so exactly one of it and this task gets each row. False when
+    the row is gone (the scheduler ran it, or the run stopped polling). The wait is bounded by
+    the scheduler's cadence: past it, the scheduler would have run the row anyway.
+    """
+    due = Schedule.objects.filter(pk=schedule_id).values_list("next_run", flat=True).first()
+    if due is None:
+        return False
+    wait = (due - timezone.now()).total_seconds()
+    if wait > 0:
+        time.sleep(min(wait, SCHEDULER_CADENCE))
+    return Schedule.objects.filter(pk=schedule_id, name=poll_schedule_name(run_id)).delete()[0] == 1
 
 
 def poll_unschedule(*, run_id: uuid.UUID) -> None:

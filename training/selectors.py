@@ -92,6 +92,7 @@ def training_run_answer(*, run: TrainingRun) -> dict[str, Any]:
         "provider": run.provider,
         "metrics": run.metrics,
         "min_quality_score": run.min_quality_score,
+        "force": run.force,
         "deploy_immediately": run.deploy_immediately,
         "ab_test_percentage": run.ab_test_percentage,
         "triggered_by": run.triggered_by,
@@ -277,6 +278,35 @@ def version_taken(*, organization_id: uuid.UUID | None, version: str, run_pk: uu
     if run_pk is not None:
         runs = runs.exclude(pk=run_pk)
     return runs.exists()
+
+
+def last_succeeded_with_dataset(*, run: TrainingRun, sha256: str) -> TrainingRun | None:
+    """The pool's last successful run, if its dataset's sha256 is ``sha256``; else None.
+
+    Only the last success counts: data that changed and then came back is new to the model.
+    """
+    last = (
+        TrainingRun.objects.filter(pool=run.pool, status=TrainingRun.Status.SUCCEEDED)
+        .exclude(pk=run.pk)
+        .order_by("-finished_at", "-created_at")
+        .first()
+    )
+    return last if last is not None and sha256 and last.dataset_sha256 == sha256 else None
+
+
+def training_default_organization(*, user: Any) -> Organization | None:
+    """The pool a person's training form starts on: the organization they last trained, else the first one.
+
+    Users belong to no organization here, so the last run they started tells; the global pool is
+    never the default, only a choice (None only when no organization exists).
+    """
+    last = (
+        TrainingRun.objects.filter(actor_user_id=getattr(user, "pk", None), organization__isnull=False)
+        .select_related("organization")
+        .order_by("-created_at")
+        .first()
+    )
+    return last.organization if last is not None else Organization.objects.order_by("name", "pk").first()
 
 
 def training_run_eligible_examples(*, run: TrainingRun) -> int:

@@ -41,6 +41,7 @@ class TrainingRunSerializer(serializers.Serializer):
         "segments, validation coverage); empty when it reports none."
     )
     min_quality_score = serializers.FloatField()
+    force = serializers.BooleanField(help_text="Whether the run trains even on an unchanged dataset.")
     deploy_immediately = serializers.BooleanField()
     ab_test_percentage = serializers.FloatField()
     triggered_by = serializers.CharField()

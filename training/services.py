@@ -64,31 +64,30 @@ def training_run_start(
     ab_test_percentage: float = 10.0,
     method: str = "sft",
     validation_percent: float = 0,
+    force: bool = False,
     triggered_by: str,
     actor: Actor,
 ) -> TrainingRun:
     """Create a training run for ``organization`` (``None``: the global model) and enqueue it.
 
-    The run trains on the pool's provider (the organization's choice, else the setting), which
-    it keeps whatever changes later; a method that provider lacks is refused with a 400.
-
-    One run may be active per pool: a second start is refused with :class:`Conflict`, by a
-    check for a clear message and by the database constraint for two starts that race.
+    It trains on the pool's provider, kept whatever changes later (a method it lacks: 400).
+    Unless ``force``, a run on the pool's last successful dataset ends skipped. One run may be
+    active per pool: a second start is a :class:`Conflict` (checked, and constrained in the database).
     """
     pool = pool_key(organization.pk if organization else None)
     _refuse_second_run(pool)
+    parameters = {"min_quality_score": min_quality_score, "method": method, "validation_percent": validation_percent}
     run = TrainingRun(
         organization=organization,
         pool=pool,
         model_version=model_version or "",
         base_model=settings.TRAINING_BASE_MODEL,
-        min_quality_score=min_quality_score,
-        method=method,
         deploy_immediately=deploy_immediately,
         ab_test_percentage=ab_test_percentage,
-        validation_percent=validation_percent,
+        force=force,
         triggered_by=triggered_by,
         provider=pool_provider_name(organization=organization),
+        **parameters,
         **actor_fields(actor),
     )
     _validate_new_run(run)
@@ -236,7 +235,7 @@ def training_run_poll(*, run: TrainingRun) -> bool:
         if not exc.retryable or _waited_too_long(run):
             return run_end(run=run, status=Status.FAILED, error=exc.message)
         run_transition(run=run, source=Status.TRAINING, error=f"Last poll failed, will retry: {exc.message}")
-        poll_schedule(run_id=run.pk)
+        poll_schedule(run_id=run.pk, provider=run.provider)
         return False
     if not run_transition(run=run, source=Status.TRAINING, poll_count=F("poll_count") + 1, error="", **report):
         return False  # the run was cancelled while the provider answered
@@ -278,7 +277,7 @@ def _after_poll(run: TrainingRun, job: JobInfo) -> bool:
     if job.status == "cancelled":
         return run_end(run=run, status=Status.CANCELLED, error="The fine-tuning job was cancelled at the provider.")
     if job.status != "succeeded":
-        poll_schedule(run_id=run.pk)
+        poll_schedule(run_id=run.pk, provider=run.provider)
         return False
     if not job.fine_tuned_model:
         return run_end(
@@ -364,7 +363,7 @@ def training_runs_resume() -> int:
     resumed = 0
     for run in TrainingRun.objects.active().order_by("created_at"):
         if run.status == Status.TRAINING:
-            resumed += poll_schedule(run_id=run.pk)
+            resumed += poll_schedule(run_id=run.pk, provider=run.provider)
         elif _lost(run, now):
             transaction.on_commit(partial(enqueue_advance, run_id=run.pk))
             resumed += 1

@@ -25,7 +25,13 @@ from training.providers import FineTuningProvider, ProviderError, suffix_for
 from training.providers.base import DEFAULT_HYPERPARAMETERS
 from training.provisioning import provider_file_ensure, provider_job_ensure
 from training.schedules import poll_schedule
-from training.selectors import next_version, training_run_eligible_examples, training_run_provider, version_taken
+from training.selectors import (
+    last_succeeded_with_dataset,
+    next_version,
+    training_run_eligible_examples,
+    training_run_provider,
+    version_taken,
+)
 from training.transitions import Claim, provider_job_cancel, run_release_if_ended, run_retry_later, run_transition
 
 Status = TrainingRun.Status
@@ -62,6 +68,14 @@ def step_export(*, run: TrainingRun, claim: Claim) -> bool:
         )
         return run_transition(run=run, source=claim.status, target=Status.SKIPPED, claim=claim, error=reason)
     result = _export(run)
+    unchanged = None if run.force else last_succeeded_with_dataset(run=run, sha256=result.sha256)
+    if unchanged is not None:
+        reason = (
+            f"No new data since {unchanged.model_version}: the dataset (sha256 {result.sha256[:12]}…) equals that "
+            "run's. Force the run to train on it again."
+        )
+        fields = _dataset_fields(result)
+        return run_transition(run=run, source=claim.status, target=Status.SKIPPED, claim=claim, error=reason, **fields)
     version = run.model_version or next_version(organization_id=run.organization_id)
     version_ensure_free(organization_id=run.organization_id, version=version, run_pk=run.pk)
     fields = _dataset_fields(result)
@@ -148,7 +162,7 @@ def step_upload(*, run: TrainingRun, claim: Claim) -> bool:
             # by another worker keeps it: that worker finds and adopts the same job.)
             provider_job_cancel(provider=provider, job_id=job_id)
         return False
-    poll_schedule(run_id=run.pk)
+    poll_schedule(run_id=run.pk, provider=run.provider)
     return True
 
 

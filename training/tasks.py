@@ -9,6 +9,7 @@ from typing import Any
 
 from flywheel.models import Organization
 from training.models import TrainingRun
+from training.schedules import poll_take_when_due
 from training.services import (
     schedule_weekly_training,
     training_run_advance,
@@ -32,6 +33,11 @@ def poll_run(run_id: str) -> bool:
     """Poll the run's fine-tuning job (from its ONCE schedule or a webhook); True when the run moved."""
     run = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.TRAINING).first()
     return training_run_advance(run=run) if run is not None else False
+
+
+def poll_run_when_due(run_id: str, schedule_id: int) -> bool:
+    """Poll the run when its poll schedule is due, if this task takes it (a short interval's chain)."""
+    return poll_run(run_id) if poll_take_when_due(run_id=run_id, schedule_id=schedule_id) else False
 
 
 def weekly_training(organization_id: str | None = None) -> str | None:

@@ -10,6 +10,7 @@ from django.urls import reverse
 from flywheel.models import Organization
 from tests.factories import OrganizationFactory, UserFactory
 from tests.training.factories import TrainingRunFactory
+from tests.training.helpers import make_labels
 from training.models import TrainingRun
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("run_settings")]
@@ -78,6 +79,7 @@ def test_kto_for_an_openai_pool_is_refused_with_the_reason_and_nothing_starts(
 
 def test_kto_for_an_openweights_pool_starts_a_kto_run_there(client: Client, on_openweights: Organization) -> None:
     operator = staff_client(client, "view_trainingrun", "run_training")
+    make_labels(on_openweights, positives=6, negatives=6)  # enough KTO examples, checked before confirming
 
     response = operator.post(reverse(RUN_NOW), form_data(on_openweights, method="kto", confirm="1"))
 

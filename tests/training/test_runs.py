@@ -367,6 +367,7 @@ def test_versions_increment_per_pool(organization: Organization) -> None:
     make_labels(organization)
     assert next_version(organization_id=organization.pk) == "v2.1.0"
     first = drive(start(organization))
+    make_labels(organization, positives=1)  # new data, or the second run would be skipped
     second = drive(start(organization))
     assert (first.model_version, second.model_version) == ("v2.1.0", "v2.2.0")
     assert next_version(organization_id=None) == "v2.1.0"  # the global pool counts on its own

@@ -41,6 +41,7 @@ __all__ = [
     "default_provider_name",
     "get_provider",
     "provider_names",
+    "provider_poll_interval",
     "suffix_for",
 ]
 
@@ -57,13 +58,31 @@ def provider_names() -> list[str]:
     return names if default in names else [*names, default]
 
 
+def provider_poll_interval(name: str | None = None) -> float:
+    """Seconds between two polls of the named provider's jobs.
+
+    ``TRAINING_POLL_INTERVALS[name]`` when set, else the provider class's own ``poll_interval``,
+    else ``TRAINING_POLL_INTERVAL``. The class is read, never instantiated (no client is built).
+    """
+    chosen = name or default_provider_name()
+    overrides = getattr(settings, "TRAINING_POLL_INTERVALS", None) or {}
+    if chosen in overrides:
+        return float(overrides[chosen])
+    declared = _provider_class(chosen).poll_interval
+    return float(declared if declared is not None else settings.TRAINING_POLL_INTERVAL)
+
+
 def get_provider(name: str | None = None) -> FineTuningProvider:
     """Return a new instance of the named provider, or of the configured one.
 
     Modules load lazily so that choosing "local" never imports the openai client, and a typo in
     the setting fails loudly as ImproperlyConfigured rather than as a job that never starts.
     """
-    chosen = name or default_provider_name()
+    return _provider_class(name or default_provider_name())()
+
+
+def _provider_class(chosen: str) -> type[FineTuningProvider]:
+    """The provider class registered as ``chosen`` (or at that dotted path); ImproperlyConfigured otherwise."""
     path = PROVIDERS.get(chosen, chosen)
     if "." not in path:
         known = ", ".join(sorted(PROVIDERS))
@@ -74,4 +93,4 @@ def get_provider(name: str | None = None) -> FineTuningProvider:
         raise ImproperlyConfigured(f"Cannot import fine-tuning provider {path!r}: {exc}") from exc
     if not (isinstance(provider_class, type) and issubclass(provider_class, FineTuningProvider)):
         raise ImproperlyConfigured(f"{path!r} is not a FineTuningProvider subclass.")
-    return provider_class()
+    return provider_class

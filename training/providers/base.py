@@ -122,6 +122,9 @@ class FineTuningProvider(ABC):
     # Whether the provider trains a network and so measures losses; one that does not (``local``)
     # reports its own measured figures through ``job_metrics`` and no checkpoints.
     reports_loss: bool = True
+    # Seconds between two polls of a running job; None: ``TRAINING_POLL_INTERVAL``. A setting,
+    # ``TRAINING_POLL_INTERVALS = {"name": seconds}``, overrides it per provider.
+    poll_interval: float | None = None
 
     @abstractmethod
     def upload_training_file(self, path: str | Path, *, name: str | None = None) -> str:

@@ -256,6 +256,7 @@ class LocalProvider(FineTuningProvider):
 
     name = "local"
     reports_loss = False
+    poll_interval: float | None = 2.0  # a job takes about a second per poll: waiting a minute would be the whole cost
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else Path(settings.MEDIA_ROOT) / "local_provider"

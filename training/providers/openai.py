@@ -129,6 +129,7 @@ class OpenAIProvider(FineTuningProvider):
     """
 
     name = "openai"
+    poll_interval = 60.0  # jobs take tens of minutes and each poll is three API calls
 
     def __init__(self, client: openai.OpenAI | None = None) -> None:
         self._client = client

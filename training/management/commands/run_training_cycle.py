@@ -10,7 +10,6 @@ import json
 import time
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -18,6 +17,7 @@ from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from flywheel.selectors import organization_get
 from training.models import TrainingRun
+from training.providers import provider_poll_interval
 from training.selectors import training_run_result
 from training.services import error_message, training_run_poll, training_run_start, training_run_step
 
@@ -38,13 +38,16 @@ class Command(BaseCommand):
         parser.add_argument("--validation-percent", type=float, default=0, metavar="P")
         parser.add_argument("--deploy-immediately", action="store_true", help="Start an A/B test of the new model.")
         parser.add_argument("--ab-test-percentage", type=float, default=10.0, metavar="P")
+        parser.add_argument(
+            "--force", action="store_true", help="Train even when the data has not changed since the last success."
+        )
         parser.add_argument("--wait", action="store_true", help="Run the cycle here until it ends, showing progress.")
         parser.add_argument(
             "--poll-interval",
             type=float,
             metavar="SECONDS",
             help=f"With --wait: seconds between polls (default: {LOCAL_POLL_INTERVAL} on the local provider, "
-            "TRAINING_POLL_INTERVAL otherwise).",
+            "the provider's poll interval otherwise).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -55,7 +58,7 @@ class Command(BaseCommand):
             return
         interval = options["poll_interval"]
         if interval is None:
-            interval = LOCAL_POLL_INTERVAL if run.provider == "local" else settings.TRAINING_POLL_INTERVAL
+            interval = LOCAL_POLL_INTERVAL if run.provider == "local" else provider_poll_interval(run.provider)
         run = self._drive(run, interval)
         self.stdout.write(json.dumps(training_run_result(run=run), indent=2))
         if run.status in (Status.FAILED, Status.CANCELLED):
@@ -75,6 +78,7 @@ class Command(BaseCommand):
                 ab_test_percentage=options["ab_test_percentage"],
                 method=options["method"],
                 validation_percent=options["validation_percent"],
+                force=options["force"],
                 triggered_by=TrainingRun.Trigger.COMMAND,
                 actor=None,
             )

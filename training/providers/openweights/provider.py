@@ -93,6 +93,7 @@ class OpenWeightsProvider(FineTuningProvider):
 
     name = "openweights"
     supported_methods = frozenset({"sft", "dpo", "kto"})
+    poll_interval = 10.0  # a job on our own GPUs: minutes long, and a poll reads local files only
 
     def upload_training_file(self, path: str | Path, *, name: str | None = None) -> str:
         return artifacts.dataset_store(path, name)

@@ -1,7 +1,8 @@
 """Admin for A/B experiments: the evidence page, the action that applies it, deploys that start tests.
 
-A running experiment is shown as it stands now (read, not saved), a finished one at the look
-that decided it; the chart of the statistic against the boundary is an inline SVG computed here.
+A running experiment is shown as it stands now (read, not saved), with its live progress
+(:mod:`experiments.progress`), a finished one at the look that decided it; the chart of the
+statistic against the alpha-spending boundary is an inline SVG computed here.
 Experiments start with their A/B test and end through "Evaluate now and apply the decision",
 which needs ``registry.deploy_model`` and confirms first (:func:`registry.services.dry_run`). The
 registry's model admin is registered again here, with deploy actions that can start a test.
@@ -18,9 +19,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from experiments.models import Experiment
-from experiments.selectors import experiment_decision
+from experiments.progress import progress_and_evidence
 from experiments.services import model_deploy_or_start_test, promote_ab_test_winner, promotion_preview
-from experiments.stats import FIRST_DECISION_LOOK, ArmCounts, obf_boundary
+from experiments.stats import FIRST_DECISION_LOOK, ArmCounts, look_boundary
 from flywheel.admin_helpers import acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from registry import admin as registry_admin
@@ -76,15 +77,31 @@ class Chart:
         return self.height / 2
 
 
-def chart(points: dict[int, float], planned_looks: int, *, width: int = 640, height: int = 260) -> Chart:
-    """The chart of ``points`` (look -> z) against the O'Brien-Fleming boundary of ``planned_looks``.
+def planned_boundaries(planned_looks: int, fractions: list[float]) -> dict[int, float]:
+    """The boundary at every look: spent on the fractions of the looks taken, equally spaced after them."""
+    spread = list(fractions)
+    for k in range(len(spread) + 1, planned_looks + 1):
+        last = spread[-1] if spread else 0.0
+        spread.append(last + (1.0 - last) / (planned_looks - k + 1))
+    return {k: look_boundary(k, planned_looks, spread[:k]) or 0.0 for k in range(1, planned_looks + 1)}
 
-    The boundary is drawn from the first look that can decide; the y range covers it and every
-    point, so a statistic far beyond the boundary stays on the chart.
+
+def chart(
+    points: dict[int, float],
+    planned_looks: int,
+    *,
+    fractions: list[float] | None = None,
+    width: int = 640,
+    height: int = 260,
+) -> Chart:
+    """The chart of ``points`` (look -> z) against the alpha-spending boundary of ``planned_looks``.
+
+    The boundary (:func:`planned_boundaries`) is drawn from the first look that can decide; the y
+    range covers it and every point, so a statistic far beyond the boundary stays on the chart.
     """
     left, right, top, bottom = 44, width - 16, 14, height - 30
-    first = min(FIRST_DECISION_LOOK, planned_looks)
-    bounds = {k: obf_boundary(k, planned_looks) or 0.0 for k in range(first, planned_looks + 1)}
+    every = planned_boundaries(planned_looks, fractions or []).items()
+    bounds = {k: min(b, 8.0) for k, b in every if k >= min(FIRST_DECISION_LOOK, planned_looks)}
     reach = math.ceil(max([*bounds.values(), *(abs(z) for z in points.values()), 1.0]) + 0.5)
 
     def x(look: int) -> float:
@@ -125,25 +142,42 @@ def _arm_row(name: str, model: RegisteredModel, counts: ArmCounts) -> dict[str, 
     }
 
 
+def percent_interval(number: dict[str, float] | None) -> str:
+    """A rate with its 95 % interval, in percent: ``12.50 % (9.10 to 15.90 %)``; a dash when unknown."""
+    if number is None:
+        return "-"
+    return f"{number['value']:.2%} ({number['low'] * 100:.2f} to {number['high'] * 100:.2f} %)"
+
+
+def _live_row(arm: dict[str, Any], part: str) -> dict[str, Any]:
+    numbers = arm[part]
+    rates = [percent_interval(numbers[name]) for name in ("reply_rate", "meeting_rate", "close_rate")]
+    label = "all so far (provisional)" if numbers["provisional"] else "matured"
+    return {"arm": arm["arm"], "version": arm["model_version"], "part": label, "numbers": numbers, "rates": rates}
+
+
 def experiment_report(experiment: Experiment) -> dict[str, Any]:
-    """What the change page shows: the arms, the decision and the chart.
+    """What the change page shows: the live progress, the arms at the deciding look, the decision and the chart.
 
     A running experiment is evaluated as it stands (nothing is saved); a finished one is shown
     at the look of its recorded decision, with that decision.
     """
     running = experiment.status == Experiment.Status.RUNNING
-    look = None if running else int(experiment.decision.get("look", 0))
-    control, variant, live = experiment_decision(experiment, look=look)
-    decision = live.as_dict() if running else {**live.as_dict(), **experiment.decision}
-    points = {int(row["look"]): row["z"] for row in experiment.looks if row.get("z") is not None}
-    if running and live.z is not None:
-        points[live.look] = live.z
+    progress, evidence = progress_and_evidence(experiment)
+    points = {int(row["look"]): row["z"] for row in progress["series"]["looks"] if row["z"] is not None}
+    lift = progress["lift"]
     return {
         "running": running,
-        "arms": [_arm_row("Control", experiment.control, control), _arm_row("Variant", experiment.variant, variant)],
-        "decision": decision,
-        "srm_broken": decision.get("stopped", False),
-        "chart": chart(points, experiment.planned_looks),
+        "progress": progress,
+        "live": [_live_row(arm, part) for part in ("all", "matured") for arm in progress["arms"]],
+        "lift": {name: percent_interval(value) for name, value in lift.items()},
+        "arms": [
+            _arm_row("Control", experiment.control, evidence.control),
+            _arm_row("Variant", experiment.variant, evidence.variant),
+        ],
+        "decision": progress["decision"],
+        "srm_broken": progress["decision"].get("stopped", False),
+        "chart": chart(points, experiment.planned_looks, fractions=evidence.fractions),
     }
 
 

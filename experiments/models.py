@@ -31,6 +31,11 @@ class Experiment(models.Model):
     planned_variant_share = models.FloatField(default=0.1)
     planned_looks = models.PositiveSmallIntegerField(default=8)
     look_interval_days = models.PositiveSmallIntegerField(default=7)
+    # The design's information: the leads (both arms) it plans to see, and the relative lift in
+    # per-message value it is powered (80 %) to detect. A look's information fraction is its
+    # leads over ``planned_leads`` (the last planned look is 1).
+    planned_leads = models.PositiveIntegerField(default=20_000)
+    minimum_effect = models.FloatField(default=0.15)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
     started_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -54,6 +59,8 @@ class Experiment(models.Model):
                 name="experiment_share_between_0_and_1",
             ),
             models.CheckConstraint(condition=~Q(control=F("variant")), name="experiment_arms_differ"),
+            models.CheckConstraint(condition=Q(planned_leads__gt=0), name="experiment_planned_leads_positive"),
+            models.CheckConstraint(condition=Q(minimum_effect__gt=0), name="experiment_minimum_effect_positive"),
         ]
 
     def __str__(self) -> str:

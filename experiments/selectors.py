@@ -1,21 +1,23 @@
 """Reads of A/B experiments: the look reached, the arms' counts, the decision as it stands.
 
 Nothing here saves: :mod:`experiments.services` records what these return. The arms' counts come
-from the outcomes app's :func:`outcomes.selectors.arm_counts`, one aggregate query per look.
+from the outcomes app's :func:`outcomes.selectors.arm_lead_sums`, summed per lead (the unit the
+routing randomises), one aggregate query per look.
 """
 
 import datetime
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
 from experiments.models import Experiment
-from experiments.stats import ArmCounts, Decision, decide
+from experiments.stats import FIRST_DECISION_LOOK, ArmCounts, Decision, LeadSums, decide
 from flywheel.errors import NotFound
 from flywheel.models import Organization
-from outcomes.selectors import arm_counts
+from outcomes.selectors import arm_lead_sums
 from registry.models import pool_key
 
 EMPTY_ARM = ArmCounts(messages=0, replies=0, meetings=0, deals=0, revenue=0.0, unsubscribes=0)
@@ -34,35 +36,94 @@ def experiment_window(experiment: Experiment, *, look: int) -> tuple[datetime.da
     return experiment.started_at, end
 
 
+def arm_from_sums(row: dict[str, Any] | None) -> ArmCounts:
+    """One arm's :class:`ArmCounts` from a row of :func:`outcomes.selectors.arm_lead_sums`."""
+    if row is None:
+        return EMPTY_ARM
+    sums = {name: LeadSums(*values) for name, values in row["sums"].items()}
+    fields = {name: row[name] for name in ("messages", "replies", "meetings", "deals", "unsubscribes", "revenue")}
+    return ArmCounts(
+        **fields,
+        leads=row["leads"],
+        unkeyed_leads=row["unkeyed_leads"],
+        messages_squared=row["messages_squared"],
+        sums=sums,
+    )
+
+
+def window_arm_counts(
+    experiment: Experiment, *, start: datetime.datetime, end: datetime.datetime
+) -> tuple[ArmCounts, ArmCounts]:
+    """The control's and the variant's per-lead counts of the messages sent in ``[start, end)``: one query."""
+    rows = arm_lead_sums(model_ids=[experiment.control_id, experiment.variant_id], sent_from=start, sent_before=end)
+    return arm_from_sums(rows.get(experiment.control_id)), arm_from_sums(rows.get(experiment.variant_id))
+
+
 def experiment_arm_counts(
     experiment: Experiment, *, look: int | None = None, now: datetime.datetime | None = None
 ) -> tuple[ArmCounts, ArmCounts]:
     """The control's and the variant's counts at ``look`` (by default the look reached ``now``).
 
     Replies, meetings, deals and unsubscribes count the messages that reached each stage,
-    revenue sums the value of closed deals.
+    revenue sums the value of closed deals; the sums per lead come with them.
     """
     look = experiment_look(experiment, now=now) if look is None else look
     start, end = experiment_window(experiment, look=look)
-    counts = arm_counts(model_ids=[experiment.control_id, experiment.variant_id], sent_from=start, sent_before=end)
-    arms = {model_id: ArmCounts(**row) for model_id, row in counts.items()}
-    return arms.get(experiment.control_id, EMPTY_ARM), arms.get(experiment.variant_id, EMPTY_ARM)
+    return window_arm_counts(experiment, start=start, end=end)
 
 
-def experiment_decision(
+def information_fractions(experiment: Experiment, leads_per_look: list[int]) -> list[float]:
+    """Each look's information fraction: its leads over the planned leads, at most 1; the last planned look is 1."""
+    fractions = [min(leads / experiment.planned_leads, 1.0) for leads in leads_per_look]
+    return [1.0 if k + 1 >= experiment.planned_looks else value for k, value in enumerate(fractions)]
+
+
+def experiment_looks(experiment: Experiment, *, look: int) -> list[tuple[ArmCounts, ArmCounts]]:
+    """The arms' counts at each look ``1..look``: one bounded query per look."""
+    return [experiment_arm_counts(experiment, look=k) for k in range(1, look + 1)]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a decision rests on: the arms at each look so far, their information fractions, the decision."""
+
+    looks: list[tuple[ArmCounts, ArmCounts]]
+    fractions: list[float]
+    control: ArmCounts
+    variant: ArmCounts
+    decision: Decision
+
+
+def experiment_evidence(
     experiment: Experiment, *, look: int | None = None, now: datetime.datetime | None = None
-) -> tuple[ArmCounts, ArmCounts, Decision]:
-    """The arms' counts and the test's decision at ``look`` (by default the current one), without saving."""
+) -> Evidence:
+    """The arms at every look up to ``look`` (by default the current one) and the decision there, unsaved.
+
+    The boundary is spent on the information fractions of every look so far, so looks of
+    unequal size keep the error rate. One bounded query per look.
+    """
     look = experiment_look(experiment, now=now) if look is None else look
-    control, variant = experiment_arm_counts(experiment, look=look)
+    looks = experiment_looks(experiment, look=look)
+    control, variant = looks[-1] if looks else (EMPTY_ARM, EMPTY_ARM)
+    fractions = information_fractions(experiment, [c.lead_count + v.lead_count for c, v in looks])
     decision = decide(
         control,
         variant,
         look=look,
         planned_looks=experiment.planned_looks,
         expected_variant_share=experiment.planned_variant_share,
+        fractions=fractions or None,
+        minimum_effect=experiment.minimum_effect,
     )
-    return control, variant, _concluded(decision)
+    return Evidence(looks, fractions, control, variant, _concluded(decision))
+
+
+def experiment_decision(
+    experiment: Experiment, *, look: int | None = None, now: datetime.datetime | None = None
+) -> tuple[ArmCounts, ArmCounts, Decision]:
+    """The arms' counts and the test's decision at ``look`` (by default the current one), without saving."""
+    evidence = experiment_evidence(experiment, look=look, now=now)
+    return evidence.control, evidence.variant, evidence.decision
 
 
 def _concluded(decision: Decision) -> Decision:
@@ -71,11 +132,19 @@ def _concluded(decision: Decision) -> Decision:
     :func:`~experiments.stats.decide` leaves such a look undecided, but the design has no later
     look (more data would be a look the boundary did not budget for), so the test ends there.
     """
-    final = decision.look >= decision.planned_looks
+    final = decision.look >= decision.planned_looks or (decision.information_fraction or 0.0) >= 1.0
+    if decision.look < min(FIRST_DECISION_LOOK, decision.planned_looks):
+        return decision
     if not final or decision.promote or decision.stopped or decision.winner is not None:
         return decision
-    why = f"the {decision.planned_looks} planned looks are over without a significant win: the control stays"
-    return replace(decision, winner="control", reasons=[*decision.reasons, why], additional_messages_needed=None)
+    why = "the planned information is reached without a significant win: the control stays"
+    return replace(
+        decision,
+        winner="control",
+        reasons=[*decision.reasons, why],
+        additional_messages_needed=None,
+        additional_leads_needed=None,
+    )
 
 
 def running_experiment(organization: Organization | None, *, lock: bool = False) -> Experiment:

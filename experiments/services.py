@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from experiments.models import Experiment
+from experiments.progress import earliest_decision_from
 from experiments.selectors import experiment_decision, experiment_running_in_pool, running_experiment
 from experiments.stats import Decision
 from flywheel.errors import ApplicationError, Conflict
@@ -94,6 +95,9 @@ def experiment_start(
     runs in the pool, or when more than one model is deployed: the test compares one control
     with one variant.
     """
+    earliest = earliest_decision_from(started_at=timezone.now(), planned_looks=settings.AB_TEST_PLANNED_LOOKS)
+    stated = f"A/B test at {variant_traffic} %: earliest possible decision {earliest:%Y-%m-%d %H:%M} UTC"
+    reason = f"{reason} ({stated})" if reason else stated
     model_start_ab_test(variant=variant, variant_traffic=variant_traffic, actor=actor, reason=reason)
     # Checked after model_start_ab_test, which locked the pool until this transaction ends: a
     # concurrent start in the same pool has committed its experiment by now, or waits for ours.
@@ -110,6 +114,8 @@ def experiment_start(
         variant=variant,
         planned_variant_share=variant.traffic_percentage / 100,
         planned_looks=settings.AB_TEST_PLANNED_LOOKS,
+        planned_leads=settings.AB_TEST_PLANNED_LEADS,
+        minimum_effect=settings.AB_TEST_MINIMUM_EFFECT,
     )
     experiment.full_clean()
     experiment.save()

@@ -1,49 +1,65 @@
-"""The A/B test's decision, from counts alone: a group-sequential test of per-message value.
+"""The A/B test's decision, from per-lead sums alone: a group-sequential test of per-message value.
 
-Pure functions over counts (stdlib only, no Django), shared by the experiments services, the
-admin, ``bench/ab_simulation.py`` and the tests. The method (what is compared, its variance from
-counts, the O'Brien-Fleming boundary and the rules at each look) is described in ``docs/``.
+Routing is sticky per lead, so the lead is the unit of randomisation, and a lead's messages are
+not independent trials. Each arm is therefore summarised by sums over its leads (``n`` messages
+and ``y`` successes per lead: ``sum n``, ``sum n^2``, ``sum y``, ``sum y^2``, ``sum n y``), and a
+per-message rate is a ratio metric ``R = sum y / sum n`` whose variance is the delta-method
+(cluster-robust) ``sum (y - R n)^2 / (sum n)^2``. Messages without a lead count as leads of one
+message, for which this is exactly the per-message binomial variance. The boundary of each look
+comes from O'Brien-Fleming-type alpha spending on the information fraction
+(:mod:`experiments.boundaries`). The core formulas are plain arithmetic, so
+``bench/ab_simulation.py`` runs them on numpy arrays of replicates: the same code as the product.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+
+from experiments.boundaries import look_boundary as look_boundary  # re-exported for the callers of decide()
 
 Winner = Literal["control", "variant"]
+Num = TypeVar("Num", float, np.ndarray)  # a float in the product, an array of replicates in the bench
 
 # The specification's performance-score weights.
 CLOSE_WEIGHT = 0.5
 MEETING_WEIGHT = 0.3
 REPLY_WEIGHT = 0.2
+METRICS = ("replies", "meetings", "deals", "unsubscribes", "value")
 
 SRM_P_THRESHOLD = 0.001  # below it the traffic split is broken
+SRM_CHI2_CRITICAL = NormalDist().inv_cdf(1 - SRM_P_THRESHOLD / 2) ** 2  # 10.83: chi-square (1 df) at p = 0.001
 TARGET_POWER = 0.8
-FALLBACK_RELATIVE_LIFT = 0.15  # the lift to plan for when the observed effect is not positive
+DEFAULT_MINIMUM_EFFECT = 0.15  # the relative lift in per-message value a test is planned to detect
 FIRST_DECISION_LOOK = 2
-
-# O'Brien-Fleming constants c(K) for one-sided alpha (upper boundary z >= c * sqrt(K / k)), K = 1..12,
-# computed by recursive numerical integration (see ``docs/``); K = 1 is the normal quantile.
-_OBF_CONSTANTS: dict[float, tuple[float, ...]] = {
-    0.01: (2.326, 2.334, 2.354, 2.370, 2.384, 2.395, 2.404, 2.412, 2.419, 2.426, 2.431, 2.436),
-    0.025: (1.960, 1.977, 2.004, 2.024, 2.040, 2.053, 2.063, 2.072, 2.080, 2.087, 2.092, 2.098),
-    # K = 8 is pinned to the specification's 1.781 (the integration gives 1.7859; see the design notes).
-    0.05: (1.645, 1.678, 1.710, 1.733, 1.751, 1.765, 1.776, 1.781, 1.794, 1.801, 1.807, 1.813),
-    0.10: (1.282, 1.343, 1.380, 1.407, 1.427, 1.443, 1.455, 1.465, 1.474, 1.482, 1.488, 1.494),
-}
 MAX_PLANNED_LOOKS = 12
 
 _NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
-class ArmCounts:
-    """One arm's funnel counts: messages sent and how many reached each stage.
+class LeadSums:
+    """One count of one arm summed over its leads: ``sum y``, ``sum y^2`` and ``sum n y``.
 
-    ``deals <= meetings <= replies <= messages`` is the product's funnel; counts that are not
-    nested are allowed (see :func:`value_mean_and_variance`). Negative counts, or stage counts
+    Floats in the product; numpy arrays of replicates in ``bench/ab_simulation.py``.
+    """
+
+    total: Any
+    squares: Any
+    cross: Any
+
+
+@dataclass(frozen=True)
+class ArmCounts:
+    """One arm's funnel counts, and optionally their sums over leads.
+
+    Without ``leads`` every message is its own lead. ``unkeyed_leads`` counts the messages
+    reported without a lead key (already among ``leads``). Negative counts, or stage counts
     above ``messages``, are refused with :class:`ValueError`.
     """
 
@@ -53,6 +69,10 @@ class ArmCounts:
     deals: int
     revenue: float = 0.0
     unsubscribes: int = 0
+    leads: int | None = None
+    unkeyed_leads: int = 0
+    messages_squared: int | None = None  # sum over leads of n^2
+    sums: Mapping[str, LeadSums] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         stages = {"replies": self.replies, "meetings": self.meetings, "deals": self.deals}
@@ -96,6 +116,48 @@ class ArmCounts:
         """Whether the counts follow the funnel: deals <= meetings <= replies."""
         return self.deals <= self.meetings <= self.replies
 
+    @property
+    def lead_count(self) -> int:
+        """The leads of the arm (its messages when they were not summed per lead)."""
+        return self.messages if self.leads is None else self.leads
+
+    @property
+    def n_squared(self) -> int:
+        """``sum n^2`` over the leads (the messages, when each is its own lead)."""
+        return self.messages if self.messages_squared is None else self.messages_squared
+
+    def sums_of(self, metric: str) -> LeadSums:
+        """The per-lead sums of ``metric`` (one of :data:`METRICS`), derived when not given."""
+        if self.sums is not None:
+            return self.sums[metric]
+        if metric != "value":
+            count = float(getattr(self, metric))
+            return LeadSums(count, count, count)
+        total = self.weighted_score * self.messages
+        return LeadSums(total, _single_message_value_squares(self), total)
+
+
+def _single_message_value_squares(arm: ArmCounts) -> float:
+    """``sum v^2`` over single-message leads: exact for nested counts, independent stages otherwise.
+
+    Counts that are not nested fall back to ``n (sum w_i^2 p_i (1 - p_i) + mean^2)``, which
+    ignores the correlation between the stages and so understates the variance somewhat.
+    """
+    n = arm.messages
+    if arm.is_nested:
+        return message_value_squares(arm.replies, arm.meetings, arm.deals)
+    weighted = ((CLOSE_WEIGHT, arm.close_rate), (MEETING_WEIGHT, arm.meeting_rate), (REPLY_WEIGHT, arm.reply_rate))
+    return n * (sum(w * w * p * (1 - p) for w, p in weighted) + arm.weighted_score**2)
+
+
+def message_value_squares(replies: Num, meetings: Num, deals: Num) -> Num:
+    """``sum v^2`` over single messages of a nested funnel: each message is worth 0, 0.2, 0.5 or 1."""
+    return (
+        REPLY_WEIGHT**2 * (replies - meetings)
+        + (REPLY_WEIGHT + MEETING_WEIGHT) ** 2 * (meetings - deals)
+        + (REPLY_WEIGHT + MEETING_WEIGHT + CLOSE_WEIGHT) ** 2 * deals
+    )
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -104,7 +166,7 @@ class Decision:
     ``winner`` is ``"variant"`` only when ``promote`` is true; ``"control"`` when the variant is
     significantly worse; ``None`` when undecided, blocked by a guardrail or ``stopped`` (a broken
     test). ``improvement_percentage`` is the seed's ``(variant - control) / control * 100`` of the
-    scores. ``additional_messages_needed`` is set only while undecided.
+    scores. The ``additional_*_needed`` figures are set only while undecided.
     """
 
     promote: bool
@@ -120,97 +182,83 @@ class Decision:
     stopped: bool
     reasons: list[str]
     additional_messages_needed: int | None
+    additional_leads_needed: int | None = None
+    information_fraction: float | None = None
+    control_leads: int = 0
+    variant_leads: int = 0
+    unkeyed_leads: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The decision as a JSON-serialisable dict (for ``Experiment.decision`` and API answers)."""
         return asdict(self)
 
 
-# --- Building blocks ----------------------------------------------------------------------------
+# --- The core formulas (floats or numpy arrays) -------------------------------------------------
 
 
-def obf_constant(planned_looks: int, alpha: float = 0.05) -> float:
-    """The O'Brien-Fleming constant ``c`` for ``planned_looks`` looks at one-sided ``alpha``.
+def ratio_mean_and_variance(sums: LeadSums, messages: Num, messages_squared: Num) -> tuple[Num, Num]:
+    """A ratio metric ``R = sum y / sum n`` and its delta-method variance ``sum (y - R n)^2 / (sum n)^2``.
 
-    Tabulated for ``planned_looks`` in 1..12 and alpha in 0.01, 0.025, 0.05, 0.10; anything else
-    is a configuration error (:class:`ValueError`).
+    Works element-wise on numpy arrays (replicates); ``messages`` must not be zero.
     """
-    row = _OBF_CONSTANTS.get(alpha)
-    if row is None:
-        raise ValueError(f"No O'Brien-Fleming constants for alpha={alpha}; use one of {sorted(_OBF_CONSTANTS)}.")
-    if not 1 <= planned_looks <= MAX_PLANNED_LOOKS:
-        raise ValueError(f"planned_looks must be between 1 and {MAX_PLANNED_LOOKS}, not {planned_looks}.")
-    return row[planned_looks - 1]
+    mean = sums.total / messages
+    spread = sums.squares - 2 * mean * sums.cross + mean * mean * messages_squared
+    spread = (spread + abs(spread)) / 2  # rounding can leave a hair below zero
+    return mean, spread / (messages * messages)
 
 
-def obf_boundary(look: int, planned_looks: int, alpha: float = 0.05) -> float | None:
-    """The z boundary ``c * sqrt(K / k)`` at look ``k`` of ``K``; ``None`` before look 1.
+def ratio_z(control: tuple[Num, Num], variant: tuple[Num, Num]) -> Num:
+    """The z of the variant's ratio over the control's, from each arm's (mean, variance)."""
+    return (variant[0] - control[0]) / (variant[1] + control[1]) ** 0.5
 
-    A look past the plan keeps the final boundary ``c`` (the boundary must not keep falling),
-    although such extra looks spend alpha the design did not budget.
+
+def srm_chi2(control_leads: Num, variant_leads: Num, expected_variant_share: float) -> Num:
+    """The chi-square (1 df) of the leads' split against the planned share."""
+    total = control_leads + variant_leads
+    expected_v = total * expected_variant_share
+    expected_c = total - expected_v
+    return (variant_leads - expected_v) ** 2 / expected_v + (control_leads - expected_c) ** 2 / expected_c
+
+
+def verdict_codes(z: Any, boundary: Any, *, decidable: Any, stopped: Any, blocked: Any) -> np.ndarray:
+    """Each look's verdict: 1 promote, -1 the control wins, 0 none (element-wise).
+
+    Nothing is decided before a decidable look or in a stopped test; a promotion that a
+    guardrail ``blocked`` is no verdict. ``z`` may be NaN (undefined): no verdict.
     """
-    if look < 1:
-        return None
-    return obf_constant(planned_looks, alpha) * math.sqrt(planned_looks / min(look, planned_looks))
+    allowed = np.logical_and(decidable, np.logical_not(stopped))
+    promote = np.logical_and(np.greater_equal(z, boundary), np.logical_not(blocked))
+    code = np.where(promote, 1, np.where(np.less_equal(z, np.negative(boundary)), -1, 0))
+    return np.asarray(np.where(allowed, code, 0))
 
 
-def value_mean_and_variance(arm: ArmCounts) -> tuple[float, float]:
-    """The mean and variance of one message's value ``0.5 deal + 0.3 meeting + 0.2 reply``.
-
-    Nested counts give the exact variance of the four-valued distribution; counts that are not
-    nested fall back to the independent-sum variance ``sum w_i^2 p_i (1 - p_i)``, which ignores the
-    positive correlation between the stages and so understates the variance somewhat.
-    """
-    mean = arm.weighted_score
+def arm_moments(arm: ArmCounts, metric: str) -> tuple[float, float]:
+    """One arm's ratio mean and variance for ``metric``; (0, 0) for an empty arm."""
     if arm.messages == 0:
         return 0.0, 0.0
-    n = arm.messages
-    if arm.is_nested:
-        second_moment = (
-            REPLY_WEIGHT**2 * (arm.replies - arm.meetings) / n
-            + (REPLY_WEIGHT + MEETING_WEIGHT) ** 2 * (arm.meetings - arm.deals) / n
-            + (REPLY_WEIGHT + MEETING_WEIGHT + CLOSE_WEIGHT) ** 2 * arm.deals / n
-        )
-        # max(): rounding can leave a hair below zero when every message has the same value.
-        return mean, max(second_moment - mean * mean, 0.0)
-    weighted = ((CLOSE_WEIGHT, arm.close_rate), (MEETING_WEIGHT, arm.meeting_rate), (REPLY_WEIGHT, arm.reply_rate))
-    return mean, sum(w * w * p * (1 - p) for w, p in weighted)
+    return ratio_mean_and_variance(arm.sums_of(metric), float(arm.messages), float(arm.n_squared))
+
+
+def metric_z(control: ArmCounts, variant: ArmCounts, metric: str = "value") -> float | None:
+    """The cluster-robust z of the variant over the control for ``metric``; ``None`` when undefined."""
+    if control.messages == 0 or variant.messages == 0:
+        return None
+    moments_c, moments_v = arm_moments(control, metric), arm_moments(variant, metric)
+    if moments_c[1] + moments_v[1] <= 0:
+        return None
+    return float(ratio_z(moments_c, moments_v))
 
 
 def value_z(control: ArmCounts, variant: ArmCounts) -> float | None:
-    """The two-sample z of the variant's mean value over the control's; ``None`` when undefined.
-
-    Undefined when an arm is empty or both arms have zero variance (every message the same value).
-    """
-    if control.messages == 0 or variant.messages == 0:
-        return None
-    mean_c, var_c = value_mean_and_variance(control)
-    mean_v, var_v = value_mean_and_variance(variant)
-    se = math.sqrt(var_v / variant.messages + var_c / control.messages)
-    return (mean_v - mean_c) / se if se > 0 else None
-
-
-def two_proportion_z(successes_c: int, n_c: int, successes_v: int, n_v: int) -> float | None:
-    """The pooled two-proportion z of the variant's rate over the control's; ``None`` when undefined."""
-    if n_c == 0 or n_v == 0:
-        return None
-    pooled = (successes_c + successes_v) / (n_c + n_v)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_v))
-    return (successes_v / n_v - successes_c / n_c) / se if se > 0 else None
+    """The z of the variant's mean per-message value over the control's (cluster-robust)."""
+    return metric_z(control, variant, "value")
 
 
 def srm_p_value(control: ArmCounts, variant: ArmCounts, expected_variant_share: float) -> float | None:
-    """The p-value of a sample-ratio mismatch: chi-square (1 df) of the split against the plan.
-
-    ``None`` when no messages were sent. The chi-square survival function with 1 df is
-    ``erfc(sqrt(x / 2))``.
-    """
-    total = control.messages + variant.messages
-    if total == 0:
+    """The p-value of a sample-ratio mismatch of the leads; ``None`` when there are none."""
+    if control.lead_count + variant.lead_count == 0:
         return None
-    expected_v = total * expected_variant_share
-    expected_c = total - expected_v
-    chi2 = (variant.messages - expected_v) ** 2 / expected_v + (control.messages - expected_c) ** 2 / expected_c
+    chi2 = srm_chi2(float(control.lead_count), float(variant.lead_count), expected_variant_share)
     return math.erfc(math.sqrt(chi2 / 2))
 
 
@@ -221,20 +269,25 @@ def improvement_percentage(control_score: float, variant_score: float) -> float 
     return (variant_score - control_score) / control_score * 100
 
 
+def guardrail_critical(guardrail_alpha: float = 0.01) -> float:
+    """The one-sided critical z of the guardrails."""
+    return _NORMAL.inv_cdf(1 - guardrail_alpha)
+
+
 def guardrail_reasons(control: ArmCounts, variant: ArmCounts, guardrail_alpha: float = 0.01) -> list[str]:
     """Why a promotion must be blocked: a significant drop in close rate or rise in unsubscribes.
 
-    One-sided pooled two-proportion z tests at ``guardrail_alpha``; an empty list when neither fires.
+    One-sided cluster-robust z tests at ``guardrail_alpha``; an empty list when neither fires.
     """
-    critical = _NORMAL.inv_cdf(1 - guardrail_alpha)
+    critical = guardrail_critical(guardrail_alpha)
     reasons: list[str] = []
-    close_z = two_proportion_z(control.deals, control.messages, variant.deals, variant.messages)
+    close_z = metric_z(control, variant, "deals")
     if close_z is not None and close_z <= -critical:
         reasons.append(
             f"guardrail: the variant's close rate {variant.close_rate:.2%} is significantly below the control's "
             f"{control.close_rate:.2%} (z = {close_z:.2f} <= -{critical:.2f})"
         )
-    unsub_z = two_proportion_z(control.unsubscribes, control.messages, variant.unsubscribes, variant.messages)
+    unsub_z = metric_z(control, variant, "unsubscribes")
     if unsub_z is not None and unsub_z >= critical:
         reasons.append(
             f"guardrail: the variant's unsubscribe rate {variant.unsubscribe_rate:.2%} is significantly above the "
@@ -243,33 +296,51 @@ def guardrail_reasons(control: ArmCounts, variant: ArmCounts, guardrail_alpha: f
     return reasons
 
 
-def additional_messages_needed(
+def naive_rule(control: ArmCounts, variant: ArmCounts, threshold_pct: float = 5.0) -> bool:
+    """The specification's rule: promote when the variant's score is more than ``threshold_pct`` % better.
+
+    Kept for comparison (``bench/ab_simulation.py``): applied at every look it promotes a model
+    that is no better far more often than 5 %.
+    """
+    improvement = improvement_percentage(control.weighted_score, variant.weighted_score)
+    return improvement is not None and improvement > threshold_pct
+
+
+# --- Planning -----------------------------------------------------------------------------------
+
+
+def per_lead_variance(arm: ArmCounts, metric: str = "value") -> float:
+    """The variance one lead contributes to the arm's ratio: ``leads * Var(R)``."""
+    return arm_moments(arm, metric)[1] * arm.lead_count
+
+
+def additional_leads_needed(
     control: ArmCounts,
     variant: ArmCounts,
     *,
     planned_looks: int,
     expected_variant_share: float,
     alpha: float = 0.05,
+    minimum_effect: float = DEFAULT_MINIMUM_EFFECT,
 ) -> int | None:
-    """More messages (both arms together) for 80 % power at the final boundary; ``None`` if unknown.
+    """More leads (both arms) for 80 % power at the planned relative ``minimum_effect``; ``None`` if unknown.
 
-    The effect is the observed difference in mean value, or a +15 % relative lift on the control
-    when the observed one is not positive. A fixed-sample approximation at the planned split:
-    ``N = (c + z_power)^2 (var_v / s + var_c / (1 - s)) / effect^2``, where ``c`` (the final
-    boundary) already carries most of the cost of looking ``K`` times. Never below 0.
+    ``N = (b_K + z_power)^2 (s_v^2 / s + s_c^2 / (1 - s)) / effect^2``, with the per-lead
+    variances ``s^2`` measured so far (the control's for an empty variant) and ``b_K`` the final
+    boundary of equally spaced looks, which carries most of the cost of looking ``K`` times.
     """
     if control.messages == 0:
         return None
-    mean_c, var_c = value_mean_and_variance(control)
-    mean_v, var_v = value_mean_and_variance(variant) if variant.messages else (mean_c, var_c)
-    effect = mean_v - mean_c if mean_v > mean_c else FALLBACK_RELATIVE_LIFT * mean_c
+    spread_c = per_lead_variance(control)
+    spread_v = per_lead_variance(variant) if variant.messages else spread_c
+    effect = minimum_effect * arm_moments(control, "value")[0]
     share = expected_variant_share
-    spread = var_v / share + var_c / (1 - share)
+    spread = spread_v / share + spread_c / (1 - share)
     if effect <= 0 or spread <= 0:
         return None
-    z_sum = obf_constant(planned_looks, alpha) + _NORMAL.inv_cdf(TARGET_POWER)
+    z_sum = (look_boundary(planned_looks, planned_looks, alpha=alpha) or 0.0) + _NORMAL.inv_cdf(TARGET_POWER)
     total = math.ceil(z_sum**2 * spread / effect**2)
-    return max(total - control.messages - variant.messages, 0)
+    return max(total - control.lead_count - variant.lead_count, 0)
 
 
 # --- The decision -------------------------------------------------------------------------------
@@ -277,7 +348,10 @@ def additional_messages_needed(
 
 def _validate_design(look: int, planned_looks: int, expected_variant_share: float, alpha: float) -> None:
     """Refuse a design the test cannot run (configuration errors, not data)."""
-    obf_constant(planned_looks, alpha)  # raises for an untabulated design
+    if not 1 <= planned_looks <= MAX_PLANNED_LOOKS:
+        raise ValueError(f"planned_looks must be between 1 and {MAX_PLANNED_LOOKS}, not {planned_looks}.")
+    if not 0 < alpha <= 0.2:
+        raise ValueError(f"alpha must be above 0 and at most 0.2, not {alpha}.")
     if look < 0:
         raise ValueError(f"look cannot be negative, not {look}.")
     if not 0 < expected_variant_share < 1:
@@ -295,53 +369,47 @@ def _blocking_reasons(
         reasons.append(f"no decision before look {first} (this is look {look}): too early to act on")
     if srm_p is not None and srm_p < SRM_P_THRESHOLD:
         reasons.append(
-            f"sample-ratio mismatch (p = {srm_p:.2g}): {variant.messages} variant messages of "
-            f"{control.messages + variant.messages} against a planned {share:.0%}; the test is broken"
+            f"sample-ratio mismatch (p = {srm_p:.2g}): {variant.lead_count} variant leads of "
+            f"{control.lead_count + variant.lead_count} against a planned {share:.0%}; the test is broken"
         )
     return reasons
 
 
-def _boundary_verdict(z: float | None, boundary: float | None) -> tuple[Winner | None, str]:
-    """The value test's verdict: the variant above the boundary, the control below its mirror."""
+def _why(code: int, z: float | None, boundary: float | None) -> str:
+    """The value test's verdict in words."""
     if z is None or boundary is None:
-        return None, "the value test is undefined: no variance in per-message value yet"
-    if z >= boundary:
-        return "variant", f"the variant's value is significantly higher (z = {z:.2f} >= boundary {boundary:.2f})"
-    if z <= -boundary:
-        return "control", f"the variant's value is significantly lower (z = {z:.2f} <= -{boundary:.2f})"
-    return None, f"not significant yet (z = {z:.2f}, boundary +/-{boundary:.2f})"
+        return "the value test is undefined: no variance in per-message value yet"
+    if code == 1 or z >= boundary:
+        return f"the variant's value is significantly higher (z = {z:.2f} >= boundary {boundary:.2f})"
+    if code == -1:
+        return f"the variant's value is significantly lower (z = {z:.2f} <= -{boundary:.2f})"
+    return f"not significant yet (z = {z:.2f}, boundary +/-{boundary:.2f})"
 
 
 def _verdict(
-    control: ArmCounts, variant: ArmCounts, z: float | None, boundary: float | None, guardrail_alpha: float
-) -> tuple[Winner | None, list[str]]:
-    """The value test's verdict with the guardrails applied, and the reasons for it."""
-    winner, why = _boundary_verdict(z, boundary)
-    guards = guardrail_reasons(control, variant, guardrail_alpha)
-    if winner == "variant" and guards:
-        return None, [why, *guards, "promotion blocked by a guardrail; the test continues"]
-    return winner, [why, *guards]
-
-
-def _outcome(
     control: ArmCounts,
     variant: ArmCounts,
     z: float | None,
     boundary: float | None,
-    srm_p: float | None,
-    look: int,
-    planned_looks: int,
-    share: float,
+    blocking: bool,
     guardrail_alpha: float,
 ) -> tuple[Winner | None, list[str]]:
-    """The winner at this look (``None`` when undecided) and the reasons, blocking ones first."""
-    reasons = _blocking_reasons(control, variant, look, planned_looks, srm_p, share)
-    winner: Winner | None = None
-    if not reasons:
-        winner, reasons = _verdict(control, variant, z, boundary, guardrail_alpha)
-    if look > planned_looks:
-        reasons.append(f"look {look} is past the {planned_looks} planned: final boundary; extra looks add error")
-    return winner, reasons
+    """The verdict (through :func:`verdict_codes`, as the simulation) and its reasons."""
+    guards = guardrail_reasons(control, variant, guardrail_alpha)
+    blocked = any("close rate" in reason or "unsubscribe" in reason for reason in guards)
+    code = int(
+        verdict_codes(
+            math.nan if z is None else z,
+            math.inf if boundary is None else boundary,
+            decidable=not blocking,
+            stopped=False,
+            blocked=blocked,
+        )
+    )
+    why = _why(code, z, boundary)
+    if code == 0 and blocked and z is not None and boundary is not None and z >= boundary:
+        return None, [why, *guards, "promotion blocked by a guardrail; the test continues"]
+    return {1: "variant", -1: "control"}.get(code), [why, *guards]  # type: ignore[return-value]
 
 
 def decide(
@@ -353,44 +421,65 @@ def decide(
     expected_variant_share: float = 0.1,
     alpha: float = 0.05,
     guardrail_alpha: float = 0.01,
+    fractions: list[float] | None = None,
+    minimum_effect: float = DEFAULT_MINIMUM_EFFECT,
 ) -> Decision:
     """Decide the A/B test at ``look`` (1-based; 0 means no complete look yet) of ``planned_looks``.
 
-    Raises :class:`ValueError` for a design it has no boundary for, never for the data.
+    ``fractions`` are the information fractions of looks ``1..look`` (equally spaced by
+    default). Raises :class:`ValueError` for a design it cannot run, never for the data.
     """
     share = expected_variant_share
     _validate_design(look, planned_looks, share, alpha)
-    z, boundary = value_z(control, variant), obf_boundary(look, planned_looks, alpha)
+    z, boundary = value_z(control, variant), look_boundary(look, planned_looks, fractions, alpha)
     srm_p = srm_p_value(control, variant, share)
     stopped = srm_p is not None and srm_p < SRM_P_THRESHOLD
-    winner, reasons = _outcome(control, variant, z, boundary, srm_p, look, planned_looks, share, guardrail_alpha)
-    needed = None
+    reasons = _blocking_reasons(control, variant, look, planned_looks, srm_p, share)
+    winner, why = _verdict(control, variant, z, boundary, bool(reasons), guardrail_alpha)
+    reasons = reasons or why
+    if look > planned_looks:
+        reasons.append(f"look {look} is past the {planned_looks} planned: no alpha is left to spend")
+    leads = None
     if winner is None and not stopped:
-        needed = additional_messages_needed(
-            control, variant, planned_looks=planned_looks, expected_variant_share=share, alpha=alpha
+        leads = additional_leads_needed(
+            control,
+            variant,
+            planned_looks=planned_looks,
+            expected_variant_share=share,
+            alpha=alpha,
+            minimum_effect=minimum_effect,
         )
+    statistics = {"z": z, "boundary": boundary, "srm_p_value": srm_p, "look": look, "planned_looks": planned_looks}
+    fraction = fractions[-1] if fractions else None
+    return _decision(control, variant, winner, stopped, reasons, leads, fraction, statistics)
+
+
+def _decision(
+    control: ArmCounts,
+    variant: ArmCounts,
+    winner: Winner | None,
+    stopped: bool,
+    reasons: list[str],
+    leads: int | None,
+    fraction: float | None,
+    statistics: dict[str, Any],
+) -> Decision:
+    """The :class:`Decision` of a look, with the scores, leads and messages behind it."""
+    total_leads = control.lead_count + variant.lead_count
+    per_lead = (control.messages + variant.messages) / total_leads if total_leads else 1.0
     return Decision(
         promote=winner == "variant",
         winner=winner,
         improvement_percentage=improvement_percentage(control.weighted_score, variant.weighted_score),
         control_score=control.weighted_score,
         variant_score=variant.weighted_score,
-        z=z,
-        boundary=boundary,
-        srm_p_value=srm_p,
-        look=look,
-        planned_looks=planned_looks,
         stopped=stopped,
         reasons=reasons,
-        additional_messages_needed=needed,
+        additional_messages_needed=None if leads is None else math.ceil(leads * per_lead),
+        additional_leads_needed=leads,
+        information_fraction=fraction,
+        control_leads=control.lead_count,
+        variant_leads=variant.lead_count,
+        unkeyed_leads=control.unkeyed_leads + variant.unkeyed_leads,
+        **statistics,
     )
-
-
-def naive_rule(control: ArmCounts, variant: ArmCounts, threshold_pct: float = 5.0) -> bool:
-    """The specification's rule: promote when the variant's score is more than ``threshold_pct`` % better.
-
-    Kept for comparison (``bench/ab_simulation.py``): applied at every look it promotes a model
-    that is no better far more often than 5 %.
-    """
-    improvement = improvement_percentage(control.weighted_score, variant.weighted_score)
-    return improvement is not None and improvement > threshold_pct

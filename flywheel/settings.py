@@ -289,6 +289,12 @@ if FINE_TUNING_PROVIDER == "openai" and not DEBUG and not OPENAI_API_KEY:
 
 AB_TEST_PLANNED_LOOKS: int = env.int("AB_TEST_PLANNED_LOOKS", default=8)
 AB_TEST_AUTO_PROMOTE: bool = env.bool("AB_TEST_AUTO_PROMOTE", default=False)
+# The leads an A/B test plans to see (its information fraction is leads so far / this) and the
+# relative lift in per-message value it is powered to detect.
+AB_TEST_PLANNED_LEADS: int = env.int("AB_TEST_PLANNED_LEADS", default=20_000)
+AB_TEST_MINIMUM_EFFECT: float = env.float("AB_TEST_MINIMUM_EFFECT", default=0.15)
+# The HMAC key of stored lead keys (outcomes.leads); empty: derived from SECRET_KEY.
+LEAD_KEY_HASH_SECRET: str = env.str("LEAD_KEY_HASH_SECRET", default="")
 
 LOGGING = {
     "version": 1,

@@ -99,6 +99,9 @@ class OutcomeLabel(models.Model):
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(MAX_DEAL_VALUE)],
     )
     quality_score = models.FloatField(default=0.0, db_index=True, editable=False)
+    # The lead the message went to, as a keyed hash (outcomes.leads); "" when the agent sent none.
+    # Never exported, never shown: it only groups a lead's messages in A/B tests.
+    lead_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     # Curation
     excluded_from_training = models.BooleanField(default=False)
@@ -137,6 +140,7 @@ class OutcomeLabel(models.Model):
         indexes = [
             models.Index(fields=["organization", "sent_at"], name="outcome_labels_org_sent"),
             models.Index(fields=["organization", "quality_score"], name="outcome_labels_org_quality"),
+            models.Index(fields=["model", "sent_at", "lead_hash"], name="outcome_labels_model_lead"),
         ]
 
     def __str__(self) -> str:

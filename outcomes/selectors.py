@@ -11,7 +11,8 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When, Window
+from django.db import connection
+from django.db.models import Case, Count, F, IntegerField, Q, Sum, UUIDField, Value, When, Window
 from django.db.models.functions import Coalesce, NullIf, RowNumber
 from django.utils import timezone
 
@@ -143,3 +144,79 @@ def arm_counts(
         )
     )
     return {row.pop("model_id"): {**row, "revenue": float(row["revenue"] or 0)} for row in rows}
+
+
+# Per lead: messages, and how many reached each stage (the experiments' counts).
+_LEAD_COUNTS = {"replies": "replied_at", "meetings": "meeting_booked_at", "deals": "deal_closed_at"}
+_LEAD_COUNTS["unsubscribes"] = "unsubscribed_at"
+# The per-message value of experiments.stats (0.2 reply + 0.3 meeting + 0.5 deal), per lead.
+_LEAD_VALUE = "(0.2 * per_lead.replies + 0.3 * per_lead.meetings + 0.5 * per_lead.deals)"
+
+
+def _per_lead_sql(
+    model_ids: list[uuid.UUID], sent_from: datetime.datetime, sent_before: datetime.datetime
+) -> tuple[str, list[Any]]:
+    """The inner query: one row per (model, lead), a label without a lead being a lead of its own."""
+    single = Case(When(lead_hash="", then=F("id")), default=Value(None), output_field=UUIDField())
+    rows = (
+        OutcomeLabel.objects.filter(model_id__in=model_ids, sent_at__gte=sent_from, sent_at__lt=sent_before)
+        .order_by()
+        .annotate(single=single)
+        .values("model_id", "lead_hash", "single")
+        .annotate(
+            messages=Count("id"),
+            **{name: Count("id", filter=Q(**{f"{column}__isnull": False})) for name, column in _LEAD_COUNTS.items()},
+            revenue=Sum("deal_value", filter=Q(deal_closed_at__isnull=False)),
+        )
+    )
+    sql, params = rows.query.sql_with_params()
+    return sql, list(params)
+
+
+def _outer_columns() -> str:
+    """The per-arm sums over the leads: n, n^2, and for each count and the value y, y^2 and n y."""
+    columns = ["COUNT(*)", "SUM(CASE WHEN per_lead.lead_hash = '' THEN 1 ELSE 0 END)", "SUM(per_lead.messages)"]
+    columns += ["SUM(per_lead.messages * per_lead.messages)", "SUM(per_lead.revenue)"]
+    for name in [*(f"per_lead.{name}" for name in _LEAD_COUNTS), _LEAD_VALUE]:
+        columns += [f"SUM({name})", f"SUM({name} * {name})", f"SUM(per_lead.messages * {name})"]
+    return ", ".join(columns)
+
+
+def arm_lead_sums(
+    *, model_ids: list[uuid.UUID], sent_from: datetime.datetime, sent_before: datetime.datetime
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """Each model's messages sent in ``[sent_from, sent_before)``, summed per lead, in one query.
+
+    The labels are grouped by model and lead hash (a label without one is a lead of one message),
+    then summed per model: ``leads``, ``unkeyed_leads``, ``messages``, ``messages_squared``,
+    ``revenue``, the stage counts (``replies``, ``meetings``, ``deals``, ``unsubscribes``) and
+    ``sums``: for each of them and ``value``, ``(sum y, sum y^2, sum n y)`` over the leads.
+    Models with no such message are absent. The work is one GROUP BY in the database, whatever
+    the number of labels; two rows come back.
+    """
+    inner, params = _per_lead_sql(model_ids, sent_from, sent_before)
+    sql = f"SELECT per_lead.model_id, {_outer_columns()} FROM ({inner}) per_lead GROUP BY per_lead.model_id"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return {_model_id(row[0]): _arm_row(row[1:]) for row in rows}
+
+
+def _model_id(raw: Any) -> uuid.UUID:
+    """A model id as the database returns it (a UUID on PostgreSQL, hex text on SQLite)."""
+    return raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))
+
+
+def _arm_row(values: tuple[Any, ...]) -> dict[str, Any]:
+    """One model's row of sums as named numbers."""
+    leads, unkeyed, messages, squared, revenue, *rest = values
+    row: dict[str, Any] = {"leads": int(leads), "unkeyed_leads": int(unkeyed or 0), "messages": int(messages)}
+    row.update(messages_squared=int(squared), revenue=float(revenue or 0))
+    sums: dict[str, tuple[float, float, float]] = {}
+    for index, name in enumerate([*_LEAD_COUNTS, "value"]):
+        total, squares, cross = (float(value or 0) for value in rest[3 * index : 3 * index + 3])
+        sums[name] = (total, squares, cross)
+        if name != "value":
+            row[name] = int(total)
+    row["sums"] = sums
+    return row

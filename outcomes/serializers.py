@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from flywheel.fields import FiniteFloatField
+from outcomes.leads import LEAD_KEY_MAX_LENGTH, lead_key_hash
 from outcomes.models import (
     BODY_MAX_LENGTH,
     MAX_DEAL_VALUE,
@@ -100,6 +101,12 @@ class OutcomeItemSerializer(StrictSerializer):
     subject = text(500)
     body = text(BODY_MAX_LENGTH, help_text="The message (required for a new outcome).")
     sent_at = serializers.DateTimeField(required=False, help_text="Default: now; at most a day ahead.")
+    lead = serializers.CharField(
+        required=False,
+        max_length=LEAD_KEY_MAX_LENGTH,
+        write_only=True,
+        help_text="The lead's key, as sent to GET /api/route?lead=; stored only as a keyed hash, never returned.",
+    )
     excluded_from_training = serializers.BooleanField(required=False)
     reviewer_note = text(REVIEWER_NOTE_MAX_LENGTH)
     ideal_body = text(BODY_MAX_LENGTH, help_text="A reviewer's text that replaces the body as training target.")
@@ -116,7 +123,9 @@ class OutcomeItemSerializer(StrictSerializer):
             errors["sent_at"] = [AHEAD]
         if errors:
             raise serializers.ValidationError(errors)
-        return OutcomeItem(model_id=values.pop("model", None), **values)
+        lead = values.pop("lead", None)
+        lead_hash = None if lead is None else lead_key_hash(lead)
+        return OutcomeItem(model_id=values.pop("model", None), lead_hash=lead_hash, **values)
 
 
 def _ahead(moment: datetime.datetime | None) -> bool:

@@ -54,6 +54,7 @@ UPSERT_FIELDS = (
     "subject",
     "body",
     "sent_at",
+    "lead_hash",
 )
 CURATION_FIELDS = ("excluded_from_training", "reviewer_note", "ideal_body")
 LABEL_FIELDS = (*UPSERT_FIELDS, *CURATION_FIELDS)
@@ -79,6 +80,7 @@ class OutcomeItem:
     subject: str | None = None
     body: str | None = None
     sent_at: datetime.datetime | None = None
+    lead_hash: str | None = None  # the keyed hash of the lead key (outcomes.leads), never the key
     excluded_from_training: bool | None = None
     reviewer_note: str | None = None
     ideal_body: str | None = None
@@ -206,6 +208,8 @@ def _count_attributed(attributed: Iterable[tuple[int, OutcomeLabel]]) -> None:
 def _update_existing(existing: OutcomeLabel, label: OutcomeLabel, item: OutcomeItem) -> bool:
     if label.model_id and existing.model_id and existing.model_id != label.model_id:
         raise ItemInvalid({"model": ["The model that wrote a message cannot change."]})
+    if label.lead_hash and existing.lead_hash and existing.lead_hash != label.lead_hash:
+        raise ItemInvalid({"lead": ["The lead a message went to cannot change."]})
     names = list(item.values())
     if label.model_id and not existing.model_id:
         names.append("model")

@@ -14,12 +14,15 @@ from tests.outcomes.factories import OutcomeLabelFactory
 DAY = datetime.timedelta(days=1)
 
 
-def start(variant: RegisteredModel, *, look: int, share: float = 50.0) -> Experiment:
-    """Start a test of ``variant`` at ``share`` % and date it back so that ``look`` is its current look."""
+def start(variant: RegisteredModel, *, look: int, share: float = 50.0, planned_leads: int = 160) -> Experiment:
+    """Start a test of ``variant`` at ``share`` % and date it back so that ``look`` is its current look.
+
+    The design plans ``planned_leads`` leads: the tests' 80 messages are half its information.
+    """
     experiment = experiment_start(variant=variant, variant_traffic=share)
     # Look k is taken once k weeks of messages have matured (14 days): half a day past that.
     started = timezone.now() - datetime.timedelta(days=14 + 7 * look, hours=12)
-    Experiment.objects.filter(pk=experiment.pk).update(started_at=started)
+    Experiment.objects.filter(pk=experiment.pk).update(started_at=started, planned_leads=planned_leads)
     experiment.refresh_from_db()
     return experiment
 

@@ -75,13 +75,26 @@ def test_the_page_shows_both_arms_the_statistic_against_its_boundary_and_the_dec
 ) -> None:
     page = change_page(deployer, experiment)
 
-    assert "The test as it stands now" in page and "look 4 of 8" in page
-    assert page.count('<td class="number">40</td>') == 2  # messages of each arm
+    assert "The decision as it stands now" in page and "look 4 of 8" in page
+    # Leads and messages of each arm: at the deciding look, and in the live table (all, and matured).
+    assert page.count('<td class="number">40</td>') == 12
     assert "10.00%" in page and "50.00%" in page  # the control's and the variant's reply rates
-    assert "± 2.519" in page  # the boundary at look 4 of 8: 1.781 * sqrt(2)
+    assert "± 2.538" in page  # the boundary at look 4 of 8 with half the planned leads
     assert "the split matches the plan" in page
     assert "Promote the variant" in page
     assert "significantly higher" in page
+
+
+def test_the_page_shows_the_live_progress_with_intervals_and_provisional_marks(
+    deployer: Client, experiment: Experiment
+) -> None:
+    page = change_page(deployer, experiment)
+
+    assert "Earliest possible decision" in page and "Next look" in page and "Estimated decision date" in page
+    assert "all so far (provisional)" in page and "matured" in page
+    assert "10.00% (0.70 to 19.30 %)" in page  # 4 of 40 replies: 10 % +/- 1.96 * sqrt(0.1 * 0.9 / 40)
+    assert '<progress class="experiment-progress"' in page
+    assert "Messages without a lead key" in page
 
 
 def test_the_chart_draws_the_boundary_and_the_statistic_at_each_look(deployer: Client, experiment: Experiment) -> None:
@@ -90,8 +103,8 @@ def test_the_chart_draws_the_boundary_and_the_statistic_at_each_look(deployer: C
     assert page.count('<svg class="experiment-chart"') == 1
     assert page.count('class="boundary"') == 2  # the promotion boundary and its mirror
     assert 'class="statistic"' in page
-    assert page.count('class="point"') == 3
-    assert "look 2: z = " in page and "look 4: z = " in page
+    assert page.count('class="point"') == 4  # every look so far, computed as it stands
+    assert "look 1: z = " in page and "look 4: z = " in page
 
 
 def test_the_chart_geometry_follows_the_boundary() -> None:

@@ -32,7 +32,7 @@ ELIGIBLE_MIN_QUALITY = 0.6  # the training form's and the API's default threshol
 LATEST_ROWS = 5
 TIMELINE_EVENTS = 100
 POOL_CHOICES = 200
-MARKED_ACTIONS = {ModelEvent.Action.PROMOTED: "promoted", ModelEvent.Action.ROLLED_BACK: "rolled_back"}
+MARKED_ACTIONS: dict[str, str] = {ModelEvent.Action.PROMOTED: "promoted", ModelEvent.Action.ROLLED_BACK: "rolled_back"}
 PANEL_PERMISSIONS = {
     "flywheel": "outcomes.view_outcomelabel",
     "versions": "registry.view_modelevent",

@@ -196,7 +196,9 @@ def test_chart_js_is_served_from_static_and_matches_its_recorded_checksum(settin
     body = b"".join(response.streaming_content) if response.streaming else response.content  # type: ignore[attr-defined]
     assert body.startswith(b"/*!\n * Chart.js v4.6.1")
     folder = Path(__file__).resolve().parents[2] / "flywheel/static" / Path(CHART_JS).parent
-    recorded = dict(reversed(line.split()) for line in (folder / "SHA256SUMS").read_text().splitlines())
+    recorded = {
+        name: digest for digest, name in (line.split() for line in (folder / "SHA256SUMS").read_text().splitlines())
+    }
     assert hashlib.sha256(body).hexdigest() == recorded["chart.umd.min.js"]
     assert (folder / "LICENSE.md").read_text().startswith("The MIT License")
 

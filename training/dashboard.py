@@ -13,8 +13,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncWeek
+from django.db.models import Case, Count, IntegerField, Q, Sum, Value, When
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -80,17 +79,27 @@ def week_starts(*, now: datetime.datetime, weeks: int = DASHBOARD_WEEKS) -> list
     return [monday - datetime.timedelta(weeks=back) for back in range(weeks - 1, -1, -1)]
 
 
-def weekly_rows(*, organization: Organization | None, since: datetime.datetime) -> list[dict[str, Any]]:
-    """One aggregate query: per week sent and per model, labels, eligible ones and funnel counts.
+def week_bucket(starts: list[datetime.datetime]) -> Case:
+    """The position in ``starts`` of the week a label was sent in, as a SQL expression.
+
+    Plain comparisons that the database evaluates natively: SQLite's date truncation calls back
+    into Python for every row, which costs about a second per 20,000 labels.
+    """
+    whens = [When(sent_at__gte=start, then=Value(position)) for position, start in enumerate(starts)]
+    return Case(*reversed(whens), default=Value(0), output_field=IntegerField())
+
+
+def weekly_rows(*, organization: Organization | None, starts: list[datetime.datetime]) -> list[dict[str, Any]]:
+    """One aggregate query: per week sent (its position in ``starts``) and per model, labels and counts.
 
     Reads the ``(organization, sent_at)`` index for an organization and the ``sent_at`` index for
-    the global pool (every organization's labels), from ``since`` on.
+    the global pool (every organization's labels), from the first week on.
     """
     return list(
         OutcomeLabel.objects.for_pool(organization.pk if organization else None)
-        .filter(sent_at__gte=since)
+        .filter(sent_at__gte=starts[0])
         .order_by()
-        .annotate(week=TruncWeek("sent_at"))
+        .annotate(week=week_bucket(starts))
         .values("week", "model_id")
         .annotate(
             labels=Count("id"),
@@ -110,11 +119,10 @@ def flywheel_series(*, organization: Organization | None, now: datetime.datetime
     it sent nothing, never 0.
     """
     starts = week_starts(now=now)
-    index = {start.date(): position for position, start in enumerate(starts)}
     labels, eligible = [0] * len(starts), [0] * len(starts)
     per_model: dict[uuid.UUID | None, list[dict[str, int] | None]] = {}
-    for row in weekly_rows(organization=organization, since=starts[0]):
-        position = index[timezone.localtime(row["week"]).date()]
+    for row in weekly_rows(organization=organization, starts=starts):
+        position = row["week"]
         labels[position] += row["labels"]
         eligible[position] += row["eligible"]
         per_model.setdefault(row["model_id"], [None] * len(starts))[position] = row

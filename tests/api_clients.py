@@ -18,7 +18,6 @@ ML_OPS_PERMISSIONS = (
     "outcomes.view_outcomelabel",
     "outcomes.add_outcomelabel",
     "outcomes.change_outcomelabel",
-    "experiments.view_experiment",
 )
 
 

@@ -76,12 +76,6 @@ def undecided_test(organization: Organization) -> Call:
     return Call("POST", "/training/promote-winner", {"organization_id": str(organization.pk)})
 
 
-def running_test(organization: Organization) -> Call:
-    deployed_model(organization)
-    experiment = start(RegisteredModelFactory.create(organization=organization), look=1)
-    return Call("GET", f"/api/experiments/{experiment.pk}")
-
-
 def events(organization: Organization) -> Call:
     OutcomeLabelFactory.create(organization=organization, external_id="msg-1")
     deal = {"external_id": "msg-1", "type": "deal_closed", "deal_value": 25000}
@@ -146,12 +140,6 @@ ENDPOINTS = {
     ),
     "POST /training/promote-winner": Endpoint(
         "POST", "training-promote-winner", ("registry.deploy_model",), 200, undecided_test
-    ),
-    "GET /api/experiments": Endpoint(
-        "GET", "experiments-list", ("experiments.view_experiment",), 200, scoped("GET", "/api/experiments")
-    ),
-    "GET /api/experiments/{id}": Endpoint(
-        "GET", "experiments-detail", ("experiments.view_experiment",), 200, running_test
     ),
 }
 

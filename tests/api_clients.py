@@ -11,6 +11,7 @@ from tests.factories import OrganizationFactory, UserFactory, make_api_key
 
 # Every permission an API endpoint asks of a staff session: what the suite's ML ops staff hold.
 ML_OPS_PERMISSIONS = (
+    "experiments.view_experiment",
     "registry.view_registeredmodel",
     "registry.deploy_model",
     "training.view_trainingrun",

@@ -70,6 +70,11 @@ def job_run(organization: Organization) -> TrainingRun:
     return drive_to(run, TrainingRun.Status.TRAINING)
 
 
+def progress_of_a_test(organization: Organization) -> Call:
+    deployed_model(organization)
+    return Call("GET", f"/api/experiments/{start(RegisteredModelFactory.create(organization=organization), look=1).pk}")
+
+
 def undecided_test(organization: Organization) -> Call:
     deployed_model(organization)
     start(RegisteredModelFactory.create(organization=organization), look=1)
@@ -140,6 +145,12 @@ ENDPOINTS = {
     ),
     "POST /training/promote-winner": Endpoint(
         "POST", "training-promote-winner", ("registry.deploy_model",), 200, undecided_test
+    ),
+    "GET /api/experiments": Endpoint(
+        "GET", "experiments-list", ("experiments.view_experiment",), 200, scoped("GET", "/api/experiments")
+    ),
+    "GET /api/experiments/{id}": Endpoint(
+        "GET", "experiments-detail", ("experiments.view_experiment",), 200, progress_of_a_test
     ),
 }
 

@@ -101,9 +101,9 @@ def test_the_page_shows_the_live_progress_with_intervals_and_provisional_marks(
 
 def test_the_charts_carry_the_boundary_and_the_statistic_at_each_look(deployer: Client, experiment: Experiment) -> None:
     page = change_page(deployer, experiment)
-    charts = json.loads(
-        re.search(r'<script id="experiment-charts" type="application/json">(.*?)</script>', page, re.S)[1]
-    )
+    found = re.search(r'<script id="experiment-charts" type="application/json">(.*?)</script>', page, re.S)
+    assert found is not None
+    charts = json.loads(found[1])
 
     assert charts["looks"] == list(range(1, experiment.planned_looks + 1))
     assert charts["upper"][0] is None and all(bound > 0 for bound in charts["upper"][1:])  # no decision at look 1

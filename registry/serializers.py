@@ -21,6 +21,11 @@ class RegisteredModelSerializer(serializers.ModelSerializer[RegisteredModel]):
     organization_id = serializers.UUIDField(read_only=True, allow_null=True, help_text="Empty for a global model.")
     total_revenue = serializers.DecimalField(max_digits=21, decimal_places=2, coerce_to_string=False, read_only=True)
     ab_test_group = serializers.CharField(read_only=True, help_text=AB_TEST_GROUP_HELP)
+    serving_status = serializers.CharField(
+        read_only=True,
+        help_text="Its adapter on the serving server: loaded, unloaded or unload_failed; "
+        "empty for a model no server loads (openai, local) or never deployed.",
+    )
     reply_rate = serializers.FloatField(read_only=True)
     meeting_rate = serializers.FloatField(read_only=True)
     close_rate = serializers.FloatField(read_only=True)

@@ -85,8 +85,16 @@ def chromium() -> Iterator[Browser]:
 def tab(chromium: Browser) -> Iterator[Page]:
     """A fresh context at 1400×900."""
     context = chromium.new_context(viewport={"width": WIDTH, "height": HEIGHT})
-    yield context.new_page()
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    yield tab
     context.close()
+
+
+WIDEST = """() => [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+  .filter(e => ![...e.children].some(c => c.getBoundingClientRect().right > window.innerWidth + 0.5))
+  .slice(0, 5).map(e => `${e.tagName.toLowerCase()}.${e.className} (${Math.round(e.getBoundingClientRect().right)} px)`)"""
 
 
 @dataclass
@@ -114,7 +122,11 @@ class Operator:
             self.times.add(url, float(timing))
         assert self.errors == [], f"console errors on {url}: {self.errors}"
         width = self.page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-        assert width[0] <= width[1], f"{url} is {width[0]} px wide in a {width[1]} px window"
+        assert width[0] <= width[1], f"{url} is {width[0]} px wide in a {width[1]} px window: {self.too_wide()}"
+
+    def too_wide(self) -> list[str]:
+        """The innermost elements reaching past the window's right edge (for the failure message)."""
+        return list(self.page.evaluate(WIDEST))
 
     def shot(self, name: str) -> Path:
         path = self.folder / name

@@ -12,8 +12,10 @@ import pytest
 from experiments.models import Experiment
 from registry.models import RegisteredModel
 from tests.browser.conftest import Operator
+from tests.experiments.experiment_data import send
 from training import tasks
 from training.models import TrainingRun
+from training.services import training_run_start
 
 pytestmark = pytest.mark.browser
 
@@ -50,3 +52,73 @@ ACTIVE = {str(label) for status, label in TrainingRun.Status.choices if status i
 
 def run_status(operator: Operator) -> str:
     return operator.page.inner_text(".field-status .readonly").strip()
+
+
+
+def test_an_ab_test_started_from_the_registry_shows_live_numbers_and_stops_with_a_reason(
+    operator: Operator, simulated: Any
+) -> None:
+    candidate = a_trained_version(simulated)
+    running = Experiment.objects.get(organization=simulated, status=Experiment.Status.RUNNING)
+    operator.goto(f"/admin/experiments/experiment/{running.pk}/change/")
+    assert live_row(operator, "variant", running.variant.model_version)[1] > 0  # simulated leads so far
+    operator.page.locator(".experiment-report").scroll_into_view_if_needed()
+    operator.shot("experiment-running.png")
+    stop_from_the_list(operator, running, reason="Make room for the newly trained version")
+
+    operator.goto("/admin/registry/registeredmodel/")
+    operator.shot("registry-list.png")
+    run_action(operator, candidate.pk, "start_ab_test")
+    operator.page.fill("#id_reason", "Test the newly trained version")
+    operator.page.click("input[name=apply]")
+    operator.settled()
+    started = Experiment.objects.get(organization=simulated, status=Experiment.Status.RUNNING)
+    assert started.variant == candidate
+
+    send(candidate, 40, at=started.started_at, replies=6)
+    send(started.control, 40, at=started.started_at, replies=3)
+    operator.goto(f"/admin/experiments/experiment/{started.pk}/change/")
+    assert live_row(operator, "variant", candidate.model_version) == (40, 40, "15.00%")
+    assert live_row(operator, "control", started.control.model_version) == (40, 40, "7.50%")
+    stop_from_the_list(operator, started, reason="Enough seen in the browser")
+    started.refresh_from_db()
+    assert (started.status, started.end_reason) == (Experiment.Status.STOPPED, "Enough seen in the browser")
+
+
+def a_trained_version(organization: Any) -> RegisteredModel:
+    """A version trained by the services for ``organization``, registered as ready."""
+    run = training_run_start(organization=organization, force=True, triggered_by=TrainingRun.Trigger.API, actor=None)
+    for _ in range(10):
+        run.refresh_from_db()
+        if run.status not in TrainingRun.ACTIVE_STATUSES:
+            break
+        tasks.poll_run(str(run.pk))
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.registered_model is not None
+    return run.registered_model
+
+
+def live_row(operator: Operator, arm: str, version: str) -> tuple[int, int, str]:
+    """Leads, messages and reply rate of ``arm`` in the experiment page's live (provisional) table."""
+    for row in operator.page.locator(".experiment-report tr").all():
+        cells = [cell.strip() for cell in row.locator("td").all_inner_texts()]
+        if cells[:2] == [arm, version] and cells[2].startswith("all so far"):
+            return int(cells[3]), int(cells[4]), cells[5].split(" ")[0]
+    raise AssertionError(f"no live row for the {arm} {version}")
+
+
+def run_action(operator: Operator, pk: Any, action: str) -> None:
+    """Tick one row of the list shown, choose ``action`` and run it."""
+    operator.page.check(f"input[name=_selected_action][value='{pk}']")
+    operator.page.select_option("select[name=action]", action)
+    operator.page.click("button[name=index]")
+    operator.settled()
+
+
+def stop_from_the_list(operator: Operator, experiment: Experiment, *, reason: str) -> None:
+    operator.goto("/admin/experiments/experiment/")
+    run_action(operator, experiment.pk, "stop_test")
+    operator.page.fill("#id_reason", reason)
+    operator.page.click("input[name=apply]")
+    operator.settled()
+    assert "1 experiment(s) stopped" in operator.page.inner_text(".messagelist")

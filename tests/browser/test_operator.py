@@ -85,6 +85,43 @@ def test_an_ab_test_started_from_the_registry_shows_live_numbers_and_stops_with_
     assert (started.status, started.end_reason) == (Experiment.Status.STOPPED, "Enough seen in the browser")
 
 
+def test_a_deploy_over_a_running_test_then_its_rollback_are_in_the_audit_trail(
+    operator: Operator, simulated: Any
+) -> None:
+    candidate = a_trained_version(simulated)
+    before = traffic(simulated)
+
+    operator.goto("/admin/registry/registeredmodel/")
+    run_action(operator, candidate.pk, "deploy_at_full_traffic")
+    assert "A/B test" in operator.page.inner_text(".messagelist")  # refused while the test runs
+    operator.page.fill("#id_reason", "Ship the new version now")
+    operator.page.check("#id_override_experiment")
+    operator.page.click("input[value='Preview with the override']")
+    operator.settled()
+    operator.page.click("input[name=apply]")
+    operator.settled()
+    candidate.refresh_from_db()
+    assert (candidate.status, candidate.traffic_percentage) == (RegisteredModel.Status.DEPLOYED, 100.0)
+
+    run_action(operator, candidate.pk, "rollback")
+    operator.page.fill("#id_reason", "Replies dropped after the deploy")
+    operator.page.click("input[name=apply]")
+    operator.settled()
+    assert "1 pool(s) rolled back" in operator.page.inner_text(".messagelist")
+    assert traffic(simulated) == before  # the split before the deploy is back; the new version is ready again
+
+    operator.goto(f"/admin/registry/modelevent/?organization__id__exact={simulated.pk}")
+    audit = operator.page.inner_text("#result_list")
+    for action, reason in [("Deployed", "Ship the new version now"), ("Rolled back", "Replies dropped after")]:
+        assert action in audit and reason in audit, (action, audit)
+    operator.shot("audit-trail.png")
+
+
+def traffic(organization: Any) -> list[tuple[str, str, float]]:
+    models = RegisteredModel.objects.filter(organization=organization).order_by("model_version")
+    return list(models.values_list("model_version", "status", "traffic_percentage"))
+
+
 def a_trained_version(organization: Any) -> RegisteredModel:
     """A version trained by the services for ``organization``, registered as ready."""
     run = training_run_start(organization=organization, force=True, triggered_by=TrainingRun.Trigger.API, actor=None)

@@ -20,6 +20,24 @@ from training.services import training_run_start
 pytestmark = pytest.mark.browser
 
 
+def test_the_operator_lands_on_the_dashboard_with_its_charts_drawn(operator: Operator, simulated: Any) -> None:
+    operator.goto(f"/admin/?pool={simulated.slug}")
+    canvases = operator.page.locator("canvas")
+    assert canvases.count() >= 3
+    operator.page.wait_for_function(CHARTS_DRAWN)  # every canvas holds a Chart.js chart with painted pixels
+    operator.settled()
+    operator.shot("dashboard.png")
+
+
+# Each canvas has its Chart.js instance and some non-transparent pixel (the chart, not a blank canvas).
+CHARTS_DRAWN = """() => window.Chart && [...document.querySelectorAll('canvas')].every(canvas => {
+  if (!Chart.getChart(canvas) || !canvas.width || !canvas.height) return false;
+  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) return true;
+  return false;
+})"""
+
+
 def test_a_training_cycle_started_from_the_admin_runs_to_its_end(operator: Operator, simulated: Any) -> None:
     before = TrainingRun.objects.filter(organization=simulated).count()
     operator.goto("/admin/training/trainingrun/")

@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian's Chromium at 1400×900, each page checked for console errors and overflow.
+"""Browser fixtures: Debian's Chromium at 1400x900, each page checked for console errors and overflow.
 
 The tests drive the admin through Playwright against pytest-django's live server. Chromium is not
 downloaded: Debian's build at ``/usr/bin/chromium`` is launched, and without it every browser test
@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playw
 CHROMIUM = Path(os.environ.get("BROWSER_CHROMIUM", "/usr/bin/chromium"))
 WIDTH, HEIGHT = 1400, 900
 PASSWORD = "operator-password-1"
-WEEKS = 3
+WEEKS = 6
 
 
 @dataclass
@@ -83,7 +83,7 @@ def chromium() -> Iterator[Browser]:
 
 @pytest.fixture
 def tab(chromium: Browser) -> Iterator[Page]:
-    """A fresh context at 1400×900."""
+    """A fresh context at 1400x900."""
     context = chromium.new_context(viewport={"width": WIDTH, "height": HEIGHT})
     tab = context.new_page()
     tab.set_default_timeout(15_000)
@@ -94,7 +94,8 @@ def tab(chromium: Browser) -> Iterator[Page]:
 WIDEST = """() => [...document.querySelectorAll('body *')]
   .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
   .filter(e => ![...e.children].some(c => c.getBoundingClientRect().right > window.innerWidth + 0.5))
-  .slice(0, 5).map(e => `${e.tagName.toLowerCase()}.${e.className} (${Math.round(e.getBoundingClientRect().right)} px)`)"""
+  .slice(0, 5)
+  .map(e => `${e.tagName.toLowerCase()}.${e.className} (${Math.round(e.getBoundingClientRect().right)} px)`)"""
 
 
 @dataclass
@@ -135,9 +136,7 @@ class Operator:
 
 
 @pytest.fixture
-def operator(
-    tab: Page, live_server: Any, page_times: PageTimes, screenshots: Path, simulated: Any
-) -> Operator:
+def operator(tab: Page, live_server: Any, page_times: PageTimes, screenshots: Path, simulated: Any) -> Operator:
     """A superuser logged in to the admin in Chromium; console errors and page errors are recorded."""
     from tests.factories import UserFactory
 

@@ -72,7 +72,6 @@ def run_status(operator: Operator) -> str:
     return operator.page.inner_text(".field-status .readonly").strip()
 
 
-
 def test_an_ab_test_started_from_the_registry_shows_live_numbers_and_stops_with_a_reason(
     operator: Operator, simulated: Any
 ) -> None:

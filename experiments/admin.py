@@ -9,9 +9,8 @@ registry's model admin is registered again here, with deploy actions that can st
 """
 
 import functools
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from django import forms
@@ -22,7 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from experiments.models import Experiment
-from experiments.progress import progress_and_evidence
+from experiments.progress import DAILY_RATES, progress_and_evidence
 from experiments.services import (
     experiment_stop,
     model_deploy_or_start_test,
@@ -64,30 +63,6 @@ DONE = {"promoted": "promoted", "rolled_back": "rolled back", "stopped": "stoppe
 # --- The chart ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Chart:
-    """SVG geometry of the statistic per look against the boundary, in the viewBox's units."""
-
-    width: int
-    height: int
-    left: int
-    right: int
-    upper: str  # polyline points of the promotion boundary
-    lower: str  # and of its mirror, below which the variant loses
-    statistic: str  # polyline points of z per look
-    markers: list[dict[str, Any]]
-    y_ticks: list[dict[str, Any]]
-    x_ticks: list[dict[str, Any]]
-
-    @property
-    def center_x(self) -> float:
-        return (self.left + self.right) / 2
-
-    @property
-    def center_y(self) -> float:
-        return self.height / 2
-
-
 def planned_boundaries(planned_looks: int, fractions: list[float]) -> dict[int, float]:
     """The boundary at every look: spent on the fractions of the looks taken, equally spaced after them."""
     spread = list(fractions)
@@ -97,46 +72,32 @@ def planned_boundaries(planned_looks: int, fractions: list[float]) -> dict[int, 
     return {k: look_boundary(k, planned_looks, spread[:k]) or 0.0 for k in range(1, planned_looks + 1)}
 
 
-def chart(
-    points: dict[int, float],
-    planned_looks: int,
-    *,
-    fractions: list[float] | None = None,
-    width: int = 640,
-    height: int = 260,
-) -> Chart:
-    """The chart of ``points`` (look -> z) against the alpha-spending boundary of ``planned_looks``.
+def chart_data(progress: dict[str, Any], planned_looks: int, *, fractions: list[float]) -> dict[str, Any]:
+    """What the page's two charts draw (Chart.js, from JSON): the statistic per look against the
+    boundary, and each arm's cumulative reply, meeting and close rates per day of sending.
 
-    The boundary (:func:`planned_boundaries`) is drawn from the first look that can decide; the y
-    range covers it and every point, so a statistic far beyond the boundary stays on the chart.
+    The boundary starts at the first look that can decide; looks not taken yet carry no statistic
+    (null), and days whose outcomes are still maturing are marked provisional.
     """
-    left, right, top, bottom = 44, width - 16, 14, height - 30
-    every = planned_boundaries(planned_looks, fractions or []).items()
-    bounds = {k: min(b, 8.0) for k, b in every if k >= min(FIRST_DECISION_LOOK, planned_looks)}
-    reach = math.ceil(max([*bounds.values(), *(abs(z) for z in points.values()), 1.0]) + 0.5)
-
-    def x(look: int) -> float:
-        return left + (look - 1) * (right - left) / max(planned_looks - 1, 1)
-
-    def y(z: float) -> float:
-        return top + (reach - z) * (bottom - top) / (2 * reach)
-
-    def line(values: dict[int, float]) -> str:
-        return " ".join(f"{x(k):.1f},{y(z):.1f}" for k, z in sorted(values.items()))
-
-    step = max(1, math.ceil(reach / 4))
-    return Chart(
-        width=width,
-        height=height,
-        left=left,
-        right=right,
-        upper=line(bounds),
-        lower=line({k: -b for k, b in bounds.items()}),
-        statistic=line(points),
-        markers=[{"x": x(k), "y": y(z), "look": k, "z": z} for k, z in sorted(points.items())],
-        y_ticks=[{"y": y(v), "label": v} for v in range(-(reach // step) * step, reach + 1, step)],
-        x_ticks=[{"x": x(k), "label": k} for k in range(1, planned_looks + 1)],
-    )
+    bounds = planned_boundaries(planned_looks, fractions)
+    first = min(FIRST_DECISION_LOOK, planned_looks)
+    taken = {int(row["look"]): row["z"] for row in progress["series"]["looks"]}
+    looks = range(1, planned_looks + 1)
+    days = sorted({str(row["day"]) for row in progress["series"]["daily"]})
+    by_arm: dict[str, dict[str, dict[str, Any]]] = {"control": {}, "variant": {}}
+    for row in progress["series"]["daily"]:
+        by_arm[row["arm"]][str(row["day"])] = row
+    return {
+        "looks": list(looks),
+        "upper": [round(bounds[k], 4) if k >= first else None for k in looks],
+        "statistic": [taken.get(k) for k in looks],
+        "days": days,
+        "provisional": [any(by_arm[arm].get(day, {}).get("provisional") for arm in by_arm) for day in days],
+        "rates": {
+            arm: {rate: [rows[day][rate] if day in rows else None for day in days] for rate in DAILY_RATES}
+            for arm, rows in by_arm.items()
+        },
+    }
 
 
 # --- The report ---------------------------------------------------------------------------------
@@ -175,7 +136,6 @@ def experiment_report(experiment: Experiment) -> dict[str, Any]:
     """
     running = experiment.status == Experiment.Status.RUNNING
     progress, evidence = progress_and_evidence(experiment)
-    points = {int(row["look"]): row["z"] for row in progress["series"]["looks"] if row["z"] is not None}
     lift = progress["lift"]
     return {
         "running": running,
@@ -188,7 +148,7 @@ def experiment_report(experiment: Experiment) -> dict[str, Any]:
         ],
         "decision": progress["decision"],
         "srm_broken": progress["decision"].get("stopped", False),
-        "chart": chart(points, experiment.planned_looks, fractions=evidence.fractions),
+        "charts": chart_data(progress, experiment.planned_looks, fractions=evidence.fractions),
     }
 
 

@@ -20,7 +20,11 @@ pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
 def demo_commands() -> list[str]:
     """The commands ``make demo`` runs, its install step taken as done."""
     result = subprocess.run(  # noqa: S603 - make, on our own Makefile, with fixed arguments
-        [str(MAKE), "-n", "-o", ".venv/.installed", "demo"], cwd=ROOT, capture_output=True, text=True, check=True
+        [str(MAKE), "--no-print-directory", "-n", "-o", ".venv/.installed", "demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [line for line in result.stdout.splitlines() if line.strip()]
 

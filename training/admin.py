@@ -416,3 +416,7 @@ class OrganizationAdmin(TenancyOrganizationAdmin):
     @admin.display(description="provider notice")
     def provider_notice(self, organization: Organization) -> str:
         return provider_wind_down_notice(provider=pool_provider_name(organization=organization)) or "-"
+
+
+# "View site" leads to the API's documentation: Flywheel has no public site, and "/" is a 404.
+admin.site.site_url = "/api/docs/"

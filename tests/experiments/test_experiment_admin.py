@@ -1,6 +1,8 @@
 """The experiment admin: the evidence page with its chart, and the action that applies the decision."""
 
 import datetime
+import json
+import re
 
 import pytest
 from django.contrib.admin import helpers
@@ -8,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from experiments.admin import chart
+from experiments.admin import planned_boundaries
 from experiments.models import Experiment
 from experiments.services import experiment_evaluate, promote_ab_test_winner
 from flywheel.models import Organization
@@ -97,25 +99,22 @@ def test_the_page_shows_the_live_progress_with_intervals_and_provisional_marks(
     assert "Messages without a lead key" in page
 
 
-def test_the_chart_draws_the_boundary_and_the_statistic_at_each_look(deployer: Client, experiment: Experiment) -> None:
+def test_the_charts_carry_the_boundary_and_the_statistic_at_each_look(deployer: Client, experiment: Experiment) -> None:
     page = change_page(deployer, experiment)
+    found = re.search(r'<script id="experiment-charts" type="application/json">(.*?)</script>', page, re.S)
+    assert found is not None
+    charts = json.loads(found[1])
 
-    assert page.count('<svg class="experiment-chart"') == 1
-    assert page.count('class="boundary"') == 2  # the promotion boundary and its mirror
-    assert 'class="statistic"' in page
-    assert page.count('class="point"') == 4  # every look so far, computed as it stands
-    assert "look 1: z = " in page and "look 4: z = " in page
+    assert charts["looks"] == list(range(1, experiment.planned_looks + 1))
+    assert charts["upper"][0] is None and all(bound > 0 for bound in charts["upper"][1:])  # no decision at look 1
+    assert [z is not None for z in charts["statistic"]] == [True] * 4 + [False] * 4  # every look so far
+    assert charts["days"] and set(charts["rates"]) == {"control", "variant"}
+    assert "chart.js-4.6.1/chart.umd.min.js" in page and "flywheel/experiment_charts.js" in page
 
 
-def test_the_chart_geometry_follows_the_boundary() -> None:
-    drawn = chart({2: 1.0, 3: -0.5}, 8)
-
-    upper = [tuple(map(float, point.split(","))) for point in drawn.upper.split()]
-    assert len(upper) == 7  # looks 2 to 8: no decision at look 1
-    heights = [y for _, y in upper]
-    assert heights == sorted(heights)  # the boundary falls, and SVG's y grows downwards
-    assert [marker["look"] for marker in drawn.markers] == [2, 3]
-    assert drawn.markers[0]["y"] < drawn.markers[1]["y"]  # z = 1 is drawn above z = -0.5
+def test_the_boundary_falls_look_after_look() -> None:
+    bounds = planned_boundaries(8, [])
+    assert [bounds[k] for k in range(2, 9)] == sorted((bounds[k] for k in range(2, 9)), reverse=True)
 
 
 def test_a_finished_test_is_shown_at_its_decision(

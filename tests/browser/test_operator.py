@@ -1,0 +1,178 @@
+"""The operator's day in Chromium: the dashboard, a training cycle, an A/B test, a deploy and its rollback.
+
+Each test logs in to the admin of a live server whose pool the simulator's services filled, and
+acts through the pages as a person would: the links, the forms, the confirmation pages. Every page
+visited is checked for console errors and for overflow at 1400 px (see ``conftest.Operator``).
+"""
+
+from typing import Any
+
+import pytest
+
+from experiments.models import Experiment
+from registry.models import RegisteredModel
+from tests.browser.conftest import Operator
+from tests.experiments.experiment_data import send
+from training import tasks
+from training.models import TrainingRun
+from training.services import training_run_start
+
+pytestmark = pytest.mark.browser
+
+
+def test_the_operator_lands_on_the_dashboard_with_its_charts_drawn(operator: Operator, simulated: Any) -> None:
+    operator.goto(f"/admin/?pool={simulated.slug}")
+    canvases = operator.page.locator("canvas")
+    assert canvases.count() >= 3
+    operator.page.wait_for_function(CHARTS_DRAWN)  # every canvas holds a Chart.js chart with painted pixels
+    operator.settled()
+    operator.shot("dashboard.png")
+
+
+# Each canvas has its Chart.js instance and some non-transparent pixel (the chart, not a blank canvas).
+CHARTS_DRAWN = """() => window.Chart && [...document.querySelectorAll('canvas')].every(canvas => {
+  if (!Chart.getChart(canvas) || !canvas.width || !canvas.height) return false;
+  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) return true;
+  return false;
+})"""
+
+
+def test_a_training_cycle_started_from_the_admin_runs_to_its_end(operator: Operator, simulated: Any) -> None:
+    before = TrainingRun.objects.filter(organization=simulated).count()
+    operator.goto("/admin/training/trainingrun/")
+    operator.page.click("text=Run training cycle now")
+    operator.settled()
+    operator.page.select_option("#id_organization", str(simulated.pk))
+    operator.page.check("#id_force")
+    operator.page.click("input[value=Review]")
+    operator.settled()
+    operator.page.click("input[name=confirm]")
+    operator.settled()
+    assert "started for" in operator.page.inner_text(".messagelist")
+    run = TrainingRun.objects.filter(organization=simulated).latest("created_at")
+    assert TrainingRun.objects.filter(organization=simulated).count() == before + 1
+
+    # The run page does not refresh itself: the operator reloads it while the cluster polls the job.
+    for _ in range(10):
+        if run_status(operator) not in ACTIVE:
+            break
+        tasks.poll_run(str(run.pk))  # what the run's poll schedule calls in the cluster
+        operator.page.reload()
+        operator.settled()
+    assert run_status(operator) == "Succeeded"
+    assert operator.page.inner_text(".field-resulting_model .readonly") != "-"
+    operator.shot("training-run-succeeded.png")
+
+
+ACTIVE = {str(label) for status, label in TrainingRun.Status.choices if status in TrainingRun.ACTIVE_STATUSES}
+
+
+def run_status(operator: Operator) -> str:
+    return operator.page.inner_text(".field-status .readonly").strip()
+
+
+def test_an_ab_test_started_from_the_registry_shows_live_numbers_and_stops_with_a_reason(
+    operator: Operator, simulated: Any
+) -> None:
+    candidate = a_trained_version(simulated)
+    running = Experiment.objects.get(organization=simulated, status=Experiment.Status.RUNNING)
+    operator.goto(f"/admin/experiments/experiment/{running.pk}/change/")
+    assert live_row(operator, "variant", running.variant.model_version)[1] > 0  # simulated leads so far
+    operator.page.locator(".experiment-report").scroll_into_view_if_needed()
+    operator.shot("experiment-running.png")
+    stop_from_the_list(operator, running, reason="Make room for the newly trained version")
+
+    operator.goto("/admin/registry/registeredmodel/")
+    operator.shot("registry-list.png")
+    run_action(operator, candidate.pk, "start_ab_test")
+    operator.page.fill("#id_reason", "Test the newly trained version")
+    operator.page.click("input[name=apply]")
+    operator.settled()
+    started = Experiment.objects.get(organization=simulated, status=Experiment.Status.RUNNING)
+    assert started.variant == candidate
+
+    send(candidate, 40, at=started.started_at, replies=6)
+    send(started.control, 40, at=started.started_at, replies=3)
+    operator.goto(f"/admin/experiments/experiment/{started.pk}/change/")
+    assert live_row(operator, "variant", candidate.model_version) == (40, 40, "15.00%")
+    assert live_row(operator, "control", started.control.model_version) == (40, 40, "7.50%")
+    stop_from_the_list(operator, started, reason="Enough seen in the browser")
+    started.refresh_from_db()
+    assert (started.status, started.end_reason) == (Experiment.Status.STOPPED, "Enough seen in the browser")
+
+
+def test_a_deploy_over_a_running_test_then_its_rollback_are_in_the_audit_trail(
+    operator: Operator, simulated: Any
+) -> None:
+    candidate = a_trained_version(simulated)
+    before = traffic(simulated)
+
+    operator.goto("/admin/registry/registeredmodel/")
+    run_action(operator, candidate.pk, "deploy_at_full_traffic")
+    assert "A/B test" in operator.page.inner_text(".messagelist")  # refused while the test runs
+    operator.page.fill("#id_reason", "Ship the new version now")
+    operator.page.check("#id_override_experiment")
+    operator.page.click("input[value='Preview with the override']")
+    operator.settled()
+    operator.page.click("input[name=apply]")
+    operator.settled()
+    candidate.refresh_from_db()
+    assert (candidate.status, candidate.traffic_percentage) == (RegisteredModel.Status.DEPLOYED, 100.0)
+
+    run_action(operator, candidate.pk, "rollback")
+    operator.page.fill("#id_reason", "Replies dropped after the deploy")
+    operator.page.click("input[name=apply]")
+    operator.settled()
+    assert "1 pool(s) rolled back" in operator.page.inner_text(".messagelist")
+    assert traffic(simulated) == before  # the split before the deploy is back; the new version is ready again
+
+    operator.goto(f"/admin/registry/modelevent/?organization__id__exact={simulated.pk}")
+    audit = operator.page.inner_text("#result_list")
+    for action, reason in [("Deployed", "Ship the new version now"), ("Rolled back", "Replies dropped after")]:
+        assert action in audit and reason in audit, (action, audit)
+    operator.shot("audit-trail.png")
+
+
+def traffic(organization: Any) -> list[tuple[str, str, float]]:
+    models = RegisteredModel.objects.filter(organization=organization).order_by("model_version")
+    return list(models.values_list("model_version", "status", "traffic_percentage"))
+
+
+def a_trained_version(organization: Any) -> RegisteredModel:
+    """A version trained by the services for ``organization``, registered as ready."""
+    run = training_run_start(organization=organization, force=True, triggered_by=TrainingRun.Trigger.API, actor=None)
+    for _ in range(10):
+        run.refresh_from_db()
+        if run.status not in TrainingRun.ACTIVE_STATUSES:
+            break
+        tasks.poll_run(str(run.pk))
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.registered_model is not None
+    return run.registered_model
+
+
+def live_row(operator: Operator, arm: str, version: str) -> tuple[int, int, str]:
+    """Leads, messages and reply rate of ``arm`` in the experiment page's live (provisional) table."""
+    for row in operator.page.locator(".experiment-report tr").all():
+        cells = [cell.strip() for cell in row.locator("td").all_inner_texts()]
+        if cells[:2] == [arm, version] and cells[2].startswith("all so far"):
+            return int(cells[3]), int(cells[4]), cells[5].split(" ")[0]
+    raise AssertionError(f"no live row for the {arm} {version}")
+
+
+def run_action(operator: Operator, pk: Any, action: str) -> None:
+    """Tick one row of the list shown, choose ``action`` and run it."""
+    operator.page.check(f"input[name=_selected_action][value='{pk}']")
+    operator.page.select_option("select[name=action]", action)
+    operator.page.click("button[name=index]")
+    operator.settled()
+
+
+def stop_from_the_list(operator: Operator, experiment: Experiment, *, reason: str) -> None:
+    operator.goto("/admin/experiments/experiment/")
+    run_action(operator, experiment.pk, "stop_test")
+    operator.page.fill("#id_reason", reason)
+    operator.page.click("input[name=apply]")
+    operator.settled()
+    assert "1 experiment(s) stopped" in operator.page.inner_text(".messagelist")

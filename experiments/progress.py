@@ -74,9 +74,15 @@ def interval(mean: float, variance: float) -> dict[str, float]:
     return {"value": mean, "low": mean - half, "high": mean + half}
 
 
+def rate_interval(mean: float, variance: float) -> dict[str, float]:
+    """A rate with its 95 % interval, kept within 0 and 1 (a rate cannot leave them)."""
+    number = interval(mean, variance)
+    return {**number, "low": max(number["low"], 0.0), "high": min(number["high"], 1.0)}
+
+
 def arm_numbers(arm: ArmCounts, *, provisional: bool) -> dict[str, Any]:
     """Leads, messages and the rates (per message, 95 % cluster-robust intervals) of one arm."""
-    rates = {name: interval(*arm_moments(arm, metric)) if arm.messages else None for name, metric in RATES.items()}
+    rates = {name: rate_interval(*arm_moments(arm, metric)) if arm.messages else None for name, metric in RATES.items()}
     return {
         "leads": arm.lead_count,
         "messages": arm.messages,

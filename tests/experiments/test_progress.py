@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from experiments.models import Experiment
+from experiments.progress import Z95, interval, rate_interval
 from experiments.selectors import experiment_arm_counts, experiment_decision
 from experiments.stats import ArmCounts, arm_moments
 from outcomes.leads import lead_key_hash
@@ -212,3 +213,9 @@ def test_outcomes_sent_with_their_lead_keys_through_the_api_count_per_lead(tenan
 
     assert (body["arms"][0]["matured"]["leads"], body["arms"][0]["matured"]["messages"]) == (2, 4)
     assert body["decision"]["control_leads"] == 2
+
+
+def test_a_rates_interval_stays_between_zero_and_one_where_the_lift_may_not() -> None:
+    assert rate_interval(0.05, 0.01) == {"value": 0.05, "low": 0.0, "high": pytest.approx(0.05 + Z95 * 0.1)}
+    assert rate_interval(0.98, 0.01)["high"] == 1.0
+    assert interval(0.05, 0.01)["low"] < 0

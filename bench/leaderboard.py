@@ -87,8 +87,9 @@ def build(models: int, organizations: int) -> tuple[str, str]:
         )
         cursor.execute("DELETE FROM flywheel_organization WHERE slug LIKE %s", [SLUG + "%"])
         cursor.execute(
-            """INSERT INTO flywheel_organization (id, name, slug, routing_version, created_at)
-               SELECT gen_random_uuid(), 'bench ' || n, %s || '-' || n, 0, now() FROM generate_series(0, %s) AS n""",
+            """INSERT INTO flywheel_organization (id, name, slug, routing_version, created_at, training_provider)
+               SELECT gen_random_uuid(), 'bench ' || n, %s || '-' || n, 0, now(), ''
+               FROM generate_series(0, %s) AS n""",
             [SLUG, organizations],
         )
         cursor.execute(
@@ -97,10 +98,11 @@ def build(models: int, organizations: int) -> tuple[str, str]:
                INSERT INTO model_registry (id, organization_id, model_id, model_version, base_model, status,
                  traffic_percentage, ab_test_group, is_baseline, training_examples_count, positive_examples,
                  deals_in_training, total_messages_sent, total_replies, total_meetings_booked, total_deals_closed,
-                 total_revenue, provider, fine_tuning_job_id, dataset_sha256, error, created_at, updated_at)
+                 total_revenue, provider, fine_tuning_job_id, dataset_sha256, error, created_at, updated_at,
+                 adapter_sha256, base_model_config_sha256, serving_status, serving_error)
                SELECT gen_random_uuid(), orgs.id, 'bench:' || n, 'v' || n || '.0.0', 'bench', 'ready', 0, '', false,
                  0, 0, 0, 1000, (n * 7) %% 300, (n * 5) %% 100, (n * 3) %% 50, (n %% 97) * 100, '', '', '', '',
-                 now(), now()
+                 now(), now(), '', '', '', ''
                FROM generate_series(0, %s - 1) AS n JOIN orgs ON orgs.k = n %% %s""",
             [SLUG + "%", f"{SLUG}-{organizations}", models, organizations],
         )

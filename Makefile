@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) manage.py migrate --no-input
 	FINE_TUNING_PROVIDER=local $(PY) manage.py simulate_market --name demo --market default --policy flywheel \
-		--weeks 12 --leads-per-week 600 --seed 7 --no-regret --end-last-week
+		--weeks 16 --leads-per-week 600 --seed 7 --no-regret --end-last-week
 	TRAINING_SCHEDULE_ORGANIZATIONS=sim-demo-flywheel $(PY) manage.py setup_schedules
 	@echo
 	@echo "Flywheel is at http://$(HOST):$(PORT)/admin/ (Ctrl-C stops it and its worker); log in as:"

@@ -40,34 +40,20 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flywheel.settings")
 
+from export import SENTENCES  # noqa: E402 - the same sentences as the export benchmark's messages
+
 STATS_TARGET_S = 0.5
 EXPORT_TARGET = 2.0
 EVENTS_PER_BATCH = 1_000
 ROUTES = 2_000
 INSERT_CHUNK = 100_000
 
-SENTENCES = [
-    "Teams like yours usually lose a day a week to manual pipeline reviews.",
-    "We cut forecast prep from six hours to forty minutes for a similar team.",
-    "Most sales leaders we talk to say their CRM data is stale by Friday.",
-    "Our customers see reply rates climb once reps stop copy-pasting templates.",
-    "Would a short walkthrough next week be useful?",
-    "The playbook takes fifteen minutes to set up and needs no engineering help.",
-    "I noticed your team is hiring account executives across three regions.",
-    "Quarter-end is when deal slippage hurts the most, and it is preventable.",
-    "Happy to share the benchmark report we put together for revenue leaders.",
-    "If timing is off, tell me and I will not follow up again.",
-    "One customer booked 40% more meetings in their first quarter with us.",
-    "Your competitors are already automating the boring parts of prospecting.",
-]
 SENTENCE_STEPS = (1, 5, 7, 11, 13, 17, 19, 23)
 # Eight sentences per body, chosen from the row number; 2 % of the rows send one shared template.
 BODY_SQL = (
     "CASE WHEN g %% 50 = 0 THEN 'Hi {{first_name}}, a short template that many agents send.' ELSE "
     "'Hi {{first_name}},' || E'\\n\\n' || "
-    + " || ' ' || ".join(
-        f"(%(sentences)s::text[])[1 + (g * {k} + g / 12) %% 12]" for k in (1, 5, 7, 11, 13, 17, 19, 23)
-    )
+    + " || ' ' || ".join(f"(%(sentences)s::text[])[1 + (g * {k} + g / 12) %% 12]" for k in SENTENCE_STEPS)
     + " || E'\\n\\nRef ' || g || '.' END"
 )
 # Funnels: 70 % replied (20 % of them up to a closed deal), 10 % clicked, 1 % bounced, the rest delivered.

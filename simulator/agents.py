@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import http.client
-import importlib
 import json
 import urllib.parse
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from flywheel.models import Organization
+from outcomes.leads import lead_key_hash
 from outcomes.serializers import OutcomeItemSerializer
 from outcomes.services import BulkResult, EventItem, OutcomeItem, outcome_event_record_bulk, outcome_upsert_bulk
 from registry.routing import choose_model
@@ -28,7 +28,6 @@ from registry.routing import choose_model
 BATCH = 1_000  # the API's largest batch
 # Labels carry their lead (as a keyed hash) where the services take one, for the per-lead A/B
 # statistics; until then the lead is left out. The API's field is "lead", the item's "lead_hash".
-ITEMS_TAKE_LEAD = "lead_hash" in {f.name for f in dataclasses.fields(OutcomeItem)}
 API_TAKES_LEAD = "lead" in OutcomeItemSerializer._declared_fields
 
 
@@ -63,18 +62,9 @@ class SimulationError(Exception):
     """The loop cannot go on (a refused report, an unreachable server)."""
 
 
-def _lead_hash(lead_key: str) -> dict[str, str]:
-    """The item's lead field as the API's serializer fills it, where the services take one."""
-    if not ITEMS_TAKE_LEAD:
-        return {}
-    leads = importlib.import_module("outcomes.leads")  # arrives with the per-lead A/B statistics
-    return {"lead_hash": leads.lead_key_hash(lead_key)}
-
-
 def outcome_report(*, lead_key: str, **values: Any) -> Report:
-    """A message's report: its :class:`OutcomeItem` (with the lead's hash where taken) and lead key."""
-    values.update(_lead_hash(lead_key))
-    return Report(OutcomeItem(**values), lead_key)
+    """A message's report: its :class:`OutcomeItem` (with the lead's hash) and lead key."""
+    return Report(OutcomeItem(**values, lead_hash=lead_key_hash(lead_key)), lead_key)
 
 
 def _check(result: BulkResult, what: str) -> None:

@@ -10,7 +10,6 @@ from django.core.management import call_command
 from experiments.models import Experiment
 from outcomes.models import OutcomeLabel
 from registry.models import RegisteredModel
-from simulator.agents import ITEMS_TAKE_LEAD
 from simulator.services import SimulationSpec, simulation_run
 from training.models import TrainingRun
 
@@ -71,7 +70,6 @@ def test_with_http_the_agents_route_and_report_through_the_api_of_an_in_process_
     assert result.organization.api_keys.count() == 1
 
 
-@pytest.mark.skipif(not ITEMS_TAKE_LEAD, reason="outcome labels do not carry their lead yet")
 def test_each_label_carries_the_hash_of_the_lead_it_was_routed_for() -> None:
     result = simulation_run(spec=SimulationSpec(name="leads", policy="frozen", weeks=1, leads_per_week=20))
 

@@ -313,3 +313,17 @@ def training_run_eligible_examples(*, run: TrainingRun) -> int:
     """How many examples the run's export would write (positives for SFT, pairs for DPO, both classes for KTO)."""
     counts = dataset_counts(run.organization_id, run.min_quality_score)
     return counts[METHOD_COUNTS.get(run.method, "sft")]
+
+
+def training_runs_list(
+    *, organization: Organization | None, status: str = "", limit: int = 20
+) -> QuerySet[TrainingRun]:
+    """A pool's runs (``None``: the global pool's), newest first, optionally of one status."""
+    runs = (
+        TrainingRun.objects.filter(organization=organization)
+        if organization
+        else TrainingRun.objects.filter(organization__isnull=True)
+    )
+    if status:
+        runs = runs.filter(status=status)
+    return runs.order_by("-created_at")[:limit]

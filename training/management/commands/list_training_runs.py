@@ -8,6 +8,7 @@ from flywheel.errors import ApplicationError
 from flywheel.selectors import organization_get
 from registry.management.commands._output import write_table
 from training.models import TrainingRun
+from training.selectors import training_runs_list
 
 HEADER = ("created", "status", "version", "method", "provider", "examples", "est. cost (USD)", "trigger", "run id")
 
@@ -31,13 +32,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] < 1:
             raise CommandError("--limit must be at least 1.")
-        runs = TrainingRun.objects.filter(organization__isnull=True)
-        if options["organization"]:
-            try:
-                runs = TrainingRun.objects.filter(organization=organization_get(slug_or_id=options["organization"]))
-            except ApplicationError as error:
-                raise CommandError(error.message) from error
-        if options["status"]:
-            runs = runs.filter(status=options["status"])
-        runs = runs.order_by("-created_at")[: options["limit"]]
+        try:
+            organization = organization_get(slug_or_id=options["organization"]) if options["organization"] else None
+        except ApplicationError as error:
+            raise CommandError(error.message) from error
+        runs = training_runs_list(organization=organization, status=options["status"] or "", limit=options["limit"])
         write_table(self.stdout, HEADER, [row(run) for run in runs])

@@ -30,6 +30,7 @@ from experiments.services import (
     traffic_change,
 )
 from experiments.stats import FIRST_DECISION_LOOK, ArmCounts, look_boundary
+from flywheel import formatting
 from flywheel.admin_helpers import acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from registry import admin as registry_admin
@@ -40,11 +41,11 @@ CONFIRM_TEMPLATE = "admin/experiments/experiment/confirm_promote.html"
 STOP_TEMPLATE = "admin/experiments/experiment/confirm_stop.html"
 DEPLOY_PERMISSION = "registry.deploy_model"
 FIELDS: list[str] = [
-    "organization",
+    "pool_display",
     "control",
     "variant",
     "status",
-    "planned_variant_share",
+    "variant_share",
     "planned_looks",
     "look_interval_days",
     "started_at",
@@ -109,21 +110,14 @@ def _arm_row(name: str, model: RegisteredModel, counts: ArmCounts) -> dict[str, 
         "name": name,
         "model": model,
         "counts": counts,
-        "rates": [f"{rate:.2%}" for rate in rates],
+        "rates": [formatting.percent(rate) for rate in rates],
         "score": counts.weighted_score,
     }
 
 
-def percent_interval(number: dict[str, float] | None) -> str:
-    """A rate with its 95 % interval, in percent: ``12.50 % (9.10 to 15.90 %)``; a dash when unknown."""
-    if number is None:
-        return "-"
-    return f"{number['value']:.2%} ({number['low'] * 100:.2f} to {number['high'] * 100:.2f} %)"
-
-
 def _live_row(arm: dict[str, Any], part: str) -> dict[str, Any]:
     numbers = arm[part]
-    rates = [percent_interval(numbers[name]) for name in ("reply_rate", "meeting_rate", "close_rate")]
+    rates = [formatting.percent_interval(numbers[name]) for name in ("reply_rate", "meeting_rate", "close_rate")]
     label = "all so far (provisional)" if numbers["provisional"] else "matured"
     return {"arm": arm["arm"], "version": arm["model_version"], "part": label, "numbers": numbers, "rates": rates}
 
@@ -141,7 +135,7 @@ def experiment_report(experiment: Experiment) -> dict[str, Any]:
         "running": running,
         "progress": progress,
         "live": [_live_row(arm, part) for part in ("all", "matured") for arm in progress["arms"]],
-        "lift": {name: percent_interval(value) for name, value in lift.items()},
+        "lift": {name: formatting.percent_interval(value) for name, value in lift.items()},
         "arms": [
             _arm_row("Control", experiment.control, evidence.control),
             _arm_row("Variant", experiment.variant, evidence.variant),
@@ -156,7 +150,7 @@ def experiment_report(experiment: Experiment) -> dict[str, Any]:
 
 
 class ExperimentAdmin(admin.ModelAdmin[Experiment]):
-    list_display = ["__str__", "pool_display", "status", "started_at", "look_display", "verdict", "winner"]
+    list_display = ["test", "pool_display", "status", "variant_share", "started_at", "look_display", "verdict"]
     list_filter = ["status", "organization"]
     list_select_related = ["control", "variant", "winner", "organization"]
     search_fields = ["control__model_version", "variant__model_version", "organization__slug"]
@@ -179,9 +173,17 @@ class ExperimentAdmin(admin.ModelAdmin[Experiment]):
         """The ``registry.deploy_model`` permission: ML ops staff who may move traffic."""
         return request.user.has_perm(DEPLOY_PERMISSION)
 
-    @admin.display(description="pool")
+    @admin.display(description="test", ordering="started_at")
+    def test(self, experiment: Experiment) -> str:
+        return f"{experiment.variant.model_version} vs {experiment.control.model_version}"
+
+    @admin.display(description="pool", ordering="organization__name")
     def pool_display(self, experiment: Experiment) -> str:
-        return str(experiment.organization or "global")
+        return formatting.pool_name(experiment.organization)
+
+    @admin.display(description="variant share", ordering="planned_variant_share")
+    def variant_share(self, experiment: Experiment) -> str:
+        return formatting.percent(experiment.planned_variant_share)
 
     @admin.display(description="look")
     def look_display(self, experiment: Experiment) -> str:

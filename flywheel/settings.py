@@ -150,6 +150,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Dates in the admin read one way (flywheel.formatting): 2026-12-05 16:35.
+FORMAT_MODULE_PATH = ["flywheel.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))

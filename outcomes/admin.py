@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
+from flywheel import formatting
 from outcomes.models import OutcomeLabel
 from outcomes.services import outcome_curate
 
@@ -62,17 +63,15 @@ class QualityBandFilter(admin.SimpleListFilter):
 
 @admin.register(OutcomeLabel)
 class OutcomeLabelAdmin(admin.ModelAdmin[OutcomeLabel]):
+    # The columns a person scans; the segment, the prospect and the message are on the label's page.
     list_display = [
         "external_id",
-        "organization",
-        "model",
-        "industry",
-        "role",
-        "framework",
-        "furthest_stage",
-        "quality_score",
-        "deal_value",
-        "excluded_from_training",
+        "pool",
+        "model_version",
+        "stage",
+        "quality",
+        "deal",
+        "excluded",
         "sent_at",
     ]
     list_filter = [
@@ -122,6 +121,30 @@ class OutcomeLabelAdmin(admin.ModelAdmin[OutcomeLabel]):
         ("Curation", {"fields": ["excluded_from_training", "reviewer_note", "ideal_body"]}),
         (None, {"fields": ["created_at", "updated_at"]}),
     ]
+
+    @admin.display(description="pool", ordering="organization__name")
+    def pool(self, label: OutcomeLabel) -> str:
+        return formatting.pool_name(label.organization)
+
+    @admin.display(description="model", ordering="model__model_version")
+    def model_version(self, label: OutcomeLabel) -> str:
+        return label.model.model_version if label.model else formatting.MISSING
+
+    @admin.display(description="stage")
+    def stage(self, label: OutcomeLabel) -> str:
+        return label.furthest_stage.replace("_", " ")
+
+    @admin.display(description="excluded", boolean=True, ordering="excluded_from_training")
+    def excluded(self, label: OutcomeLabel) -> bool:
+        return label.excluded_from_training
+
+    @admin.display(description="quality", ordering="quality_score")
+    def quality(self, label: OutcomeLabel) -> str:
+        return formatting.decimal(label.quality_score)
+
+    @admin.display(description="deal", ordering="deal_value")
+    def deal(self, label: OutcomeLabel) -> str:
+        return formatting.money(label.deal_value)
 
     def get_readonly_fields(self, request: HttpRequest, obj: OutcomeLabel | None = None) -> list[str]:
         # Funnel and attribution move only through events, so that model counters stay exact;

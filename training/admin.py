@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from flywheel import formatting
 from flywheel.admin import OrganizationAdmin as TenancyOrganizationAdmin
 from flywheel.admin_helpers import acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
@@ -49,12 +50,6 @@ CANCEL_TEMPLATE = "admin/training/trainingrun/confirm_cancel.html"
 PERMISSION = "training.run_training"
 
 
-def unix_time(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return ""
-    return datetime.datetime.fromtimestamp(value, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> SafeString:
     """A small HTML table, every cell escaped."""
     head = format_html_join("", "<th>{}</th>", ((header,) for header in headers))
@@ -63,24 +58,18 @@ def html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> SafeStr
     return format_html("<table><tr>{}</tr>{}</table>", head, body)
 
 
-def metric(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, int | float) else "-"
-
-
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
     change_list_template = "admin/training/trainingrun/change_list.html"
+    # The columns a person scans; parameters, tokens and provider details are on the run's page.
     list_display = [
-        "__str__",
+        "run",
         "pool_name",
         "status",
-        "provider",
-        "triggered_by",
         "created_at",
         "duration",
         "examples_count",
-        "total_tokens",
-        "estimated_cost",
+        "cost",
         "resulting_model",
         "base_model_shutdown_date",
     ]
@@ -90,7 +79,7 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
     date_hierarchy = "created_at"
     actions = ["cancel_runs"]
     fieldsets = [
-        (None, {"fields": ["id", "organization", "pool", "status", "error", "triggered_by", "actor_label"]}),
+        (None, {"fields": ["id", "pool_name", "status", "error", "triggered_by", "actor_label"]}),
         (
             "Parameters",
             {
@@ -120,7 +109,7 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
                     "deals_in_training",
                     "total_tokens",
                     "billed_tokens",
-                    "estimated_cost",
+                    "cost",
                 ]
             },
         ),
@@ -179,9 +168,17 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
 
     # --- Columns and run page ------------------------------------------------------------------
 
-    @admin.display(description="pool", ordering="pool")
+    @admin.display(description="run", ordering="created_at")
+    def run(self, run: TrainingRun) -> str:
+        return run.model_version or str(run.pk)[:8]
+
+    @admin.display(description="pool", ordering="organization__name")
     def pool_name(self, run: TrainingRun) -> str:
-        return str(run.organization) if run.organization else "global"
+        return formatting.pool_name(run.organization)
+
+    @admin.display(description="cost", ordering="estimated_cost")
+    def cost(self, run: TrainingRun) -> str:
+        return formatting.money(run.estimated_cost)
 
     @admin.display(description="duration")
     def duration(self, run: TrainingRun) -> str:
@@ -198,7 +195,7 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
         url = reverse("admin:registry_registeredmodel_change", args=[model.pk])
         return format_html('<a href="{}">{}</a> ({})', url, model.model_version, model.status)
 
-    @admin.display(description="base model shuts down")
+    @admin.display(description="base model ends")
     def base_model_shutdown_date(self, run: TrainingRun) -> str:
         if run.provider != "openai" or not run.base_model:
             return "-"
@@ -208,7 +205,10 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
     def events_table(self, run: TrainingRun) -> SafeString | str:
         if not run.events:
             return "-"
-        rows = [(unix_time(e.get("created_at")), e.get("level", ""), e.get("message", "")) for e in run.events]
+        rows = [
+            (formatting.datetime(e.get("created_at"), seconds=True), e.get("level", ""), e.get("message", ""))
+            for e in run.events
+        ]
         return html_table(("time (UTC)", "level", "message"), rows)
 
     @admin.display(description="provider notice")
@@ -222,7 +222,7 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
                 return f"None: the {run.provider} provider trains no network, so it has no loss to report."
             return "-"
         keys = ("train_loss", "valid_loss", "train_mean_token_accuracy", "valid_mean_token_accuracy")
-        rows = [(c.get("step"), *(metric(c.get(key)) for key in keys)) for c in run.checkpoints]
+        rows = [(c.get("step"), *(formatting.decimal(c.get(key), 4) for key in keys)) for c in run.checkpoints]
         return html_table(("step", "train loss", "valid loss", "train accuracy", "valid accuracy"), rows)
 
     @admin.display(description="measured metrics")
@@ -408,7 +408,7 @@ class OrganizationAdmin(TenancyOrganizationAdmin):
             )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
-    @admin.display(description="training provider", ordering="training_provider")
+    @admin.display(description="provider", ordering="training_provider")
     def pool_provider(self, organization: Organization) -> str:
         name = pool_provider_name(organization=organization)
         return name if organization.training_provider else f"{name} (default)"

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
+from flywheel import formatting
 from flywheel.admin_helpers import acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
@@ -25,33 +26,20 @@ LEADERBOARD_TEMPLATE = "admin/registry/registeredmodel/leaderboard.html"
 TEST_RUNNING = "experiment_running"
 
 
-def percent(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1%}"
-
-
-def signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.1f} %"
-
-
 @admin.register(RegisteredModel)
 class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
+    # The columns a person scans; everything else is on the model's page.
     list_display = [
         "model_version",
-        "model_id",
-        "organization",
+        "pool",
         "status",
-        "traffic_percentage",
-        "ab_test_group",
-        "is_baseline",
-        "reply_rate_display",
-        "meeting_rate_display",
-        "close_rate_display",
-        "total_messages_sent",
-        "total_replies",
-        "total_meetings_booked",
-        "total_deals_closed",
-        "total_revenue",
-        "created_at",
+        "traffic",
+        "messages",
+        "reply",
+        "meeting",
+        "close",
+        "revenue",
+        "vs_baseline",
     ]
     list_filter = ["status", "ab_test_group", "is_baseline", "provider", "organization"]
     search_fields = ["model_version", "model_id", "base_model", "fine_tuning_job_id", "organization__slug"]
@@ -63,8 +51,8 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
     actions = ["deploy_at_full_traffic", "set_traffic", "archive", "rollback", "set_baseline"]
     traffic_actions: dict[str, TrafficAction] = ACTIONS
     fieldsets = [
-        (None, {"fields": ["id", "organization", "model_id", "model_version", "base_model", "status", "error"]}),
-        ("Traffic", {"fields": ["traffic_percentage", "ab_test_group", "deployed_at", "is_baseline"]}),
+        (None, {"fields": ["id", "pool", "model_id", "model_version", "base_model", "status", "error"]}),
+        ("Traffic", {"fields": ["traffic", "ab_test_group", "deployed_at", "is_baseline"]}),
         ("Training", {"fields": ["training_examples_count", "positive_examples", "deals_in_training"]}),
         (
             "Performance",
@@ -74,7 +62,7 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
                     "total_replies",
                     "total_meetings_booked",
                     "total_deals_closed",
-                    "total_revenue",
+                    "revenue",
                     "reply_rate_display",
                     "meeting_rate_display",
                     "close_rate_display",
@@ -116,29 +104,62 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
         """The ``registry.deploy_model`` permission: ML ops staff who may move traffic."""
         return request.user.has_perm(f"{self.opts.app_label}.deploy_model")
 
-    @admin.display(description="reply rate", ordering="reply_rate")
+    @admin.display(description="pool", ordering="organization__name")
+    def pool(self, model: RegisteredModel) -> str:
+        return formatting.pool_name(model.organization)
+
+    @admin.display(description="traffic", ordering="traffic_percentage")
+    def traffic(self, model: RegisteredModel) -> str:
+        return formatting.percentage(model.traffic_percentage)
+
+    @admin.display(description="messages", ordering="total_messages_sent")
+    def messages(self, model: RegisteredModel) -> str:
+        return formatting.count(model.total_messages_sent)
+
+    @admin.display(description="reply", ordering="reply_rate")
+    def reply(self, model: RegisteredModel) -> str:
+        return formatting.percent(model.reply_rate)
+
+    @admin.display(description="meeting", ordering="meeting_rate")
+    def meeting(self, model: RegisteredModel) -> str:
+        return formatting.percent(model.meeting_rate)
+
+    @admin.display(description="close", ordering="close_rate")
+    def close(self, model: RegisteredModel) -> str:
+        return formatting.percent(model.close_rate)
+
+    @admin.display(description="reply rate")
     def reply_rate_display(self, model: RegisteredModel) -> str:
-        return percent(model.reply_rate)
+        return formatting.percent(model.reply_rate)
 
-    @admin.display(description="meeting rate", ordering="meeting_rate")
+    @admin.display(description="meeting rate")
     def meeting_rate_display(self, model: RegisteredModel) -> str:
-        return percent(model.meeting_rate)
+        return formatting.percent(model.meeting_rate)
 
-    @admin.display(description="close rate", ordering="close_rate")
+    @admin.display(description="close rate")
     def close_rate_display(self, model: RegisteredModel) -> str:
-        return percent(model.close_rate)
+        return formatting.percent(model.close_rate)
+
+    @admin.display(description="revenue", ordering="total_revenue")
+    def revenue(self, model: RegisteredModel) -> str:
+        return formatting.money(model.total_revenue)
+
+    @admin.display(description="reply vs base", ordering="reply_rate_vs_baseline")
+    def vs_baseline(self, model: RegisteredModel) -> str:
+        """The stored comparison the leaderboard reads: reply rate, % better than the pool's baseline."""
+        return formatting.signed_percent(model.reply_rate_vs_baseline)
 
     @admin.display(description="reply rate vs baseline")
     def reply_rate_vs_baseline_display(self, model: RegisteredModel) -> str:
-        return signed(model.reply_rate_vs_baseline)
+        return formatting.signed_percent(model.reply_rate_vs_baseline)
 
     @admin.display(description="meeting rate vs baseline")
     def meeting_rate_vs_baseline_display(self, model: RegisteredModel) -> str:
-        return signed(model.meeting_rate_vs_baseline)
+        return formatting.signed_percent(model.meeting_rate_vs_baseline)
 
     @admin.display(description="close rate vs baseline")
     def close_rate_vs_baseline_display(self, model: RegisteredModel) -> str:
-        return signed(model.close_rate_vs_baseline)
+        return formatting.signed_percent(model.close_rate_vs_baseline)
 
     # --- Traffic actions -----------------------------------------------------------------------
 
@@ -257,7 +278,7 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
             raise PermissionDenied
         pools = selectors.pools_with_models()
         context = {**self.admin_site.each_context(request), "title": "Model leaderboard", "opts": self.opts}
-        context.update(pools=[{"id": str(p.pk) if p else "global", "name": str(p or "Global models")} for p in pools])
+        context.update(pools=[{"id": str(p.pk) if p else "global", "name": formatting.pool_name(p)} for p in pools])
         raw = request.GET.get("min_samples", str(selectors.LEADERBOARD_MIN_SAMPLES))
         min_samples = int(raw) if raw.isdigit() else None
         context.update(min_samples=raw, include_archived=request.GET.get("include_archived") == "true")
@@ -283,8 +304,8 @@ def _with_rates(model: RegisteredModel) -> RegisteredModel:
     rates = []
     for successes in counts:
         bounds = selectors.wilson_interval(successes, model.total_messages_sent)
-        share = percent(successes / model.total_messages_sent) if model.total_messages_sent else "-"
-        rates.append({"rate": share, "interval": "" if bounds is None else f"{bounds[0]:.1%} to {bounds[1]:.1%}"})
+        share = formatting.percent(successes / model.total_messages_sent) if model.total_messages_sent else "-"
+        rates.append({"rate": share, "interval": "" if bounds is None else formatting.percent_range(*bounds)})
     model.rates = rates  # type: ignore[attr-defined]
     return model
 

@@ -80,7 +80,7 @@ def test_the_page_shows_both_arms_the_statistic_against_its_boundary_and_the_dec
     assert "The decision as it stands now" in page and "look 4 of 8" in page
     # Leads and messages of each arm: at the deciding look, and in the live table (all, and matured).
     assert page.count('<td class="number">40</td>') == 12
-    assert "10.00%" in page and "50.00%" in page  # the control's and the variant's reply rates
+    assert '<td class="number">10 %</td>' in page and '<td class="number">50 %</td>' in page  # the control's and the variant's reply rates
     assert "± 2.538" in page  # the boundary at look 4 of 8 with half the planned leads
     assert "the split matches the plan" in page
     assert "Promote the variant" in page
@@ -94,7 +94,7 @@ def test_the_page_shows_the_live_progress_with_intervals_and_provisional_marks(
 
     assert "Earliest possible decision" in page and "Next look" in page and "Estimated decision date" in page
     assert "all so far (provisional)" in page and "matured" in page
-    assert "10.00% (0.70 to 19.30 %)" in page  # 4 of 40 replies: 10 % +/- 1.96 * sqrt(0.1 * 0.9 / 40)
+    assert "10 % (0.7 to 19.3 %)" in page  # 4 of 40 replies: 10 % +/- 1.96 * sqrt(0.1 * 0.9 / 40)
     assert '<progress class="experiment-progress"' in page
     assert "Messages without a lead key" in page
 

@@ -125,7 +125,7 @@ def test_the_admin_page_shows_percentages_with_intervals_and_marks_too_few_messa
 
     html = admin_client.get(LEADERBOARD, {"pool": str(organization.pk)}).content.decode()
 
-    assert "10.0%" in html and "6.6% to 14.9%" in html
+    assert "10 %" in html and "6.6 to 14.9 %" in html
     assert "too few messages" in html and "v2.0.0" in html
 
 

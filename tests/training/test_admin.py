@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from flywheel import formatting
 from flywheel.models import Organization
 from tests.factories import OrganizationFactory, UserFactory
 from tests.training.factories import TrainingRunFactory
@@ -68,7 +69,7 @@ def test_the_list_shows_status_timings_counts_cost_and_model(operator: Client, o
     run = drive(start(organization))
     page = operator.get(reverse(CHANGELIST)).content.decode()
     assert "Run training cycle now" in page
-    for text in ("Succeeded", "Acme", "v2.1.0", "12", f"{run.total_tokens}", f"{run.estimated_cost}"):
+    for text in ("Succeeded", "Acme", "v2.1.0", "12", formatting.money(run.estimated_cost)):
         assert text in page
     assert reverse("admin:registry_registeredmodel_change", args=[run.registered_model_id]) in page
 

@@ -135,7 +135,7 @@ def test_the_running_experiment_shows_its_arms_with_intervals(client: Client) ->
     send(variant, 20, at=experiment.started_at + datetime.timedelta(days=1), replies=6)
     html = page(staff(client, superuser=True), f"?pool={organization.slug}")
     assert "v1.1.0 against v1.0.0</a>" in html
-    assert "20.00 % (" in html and "30.00 % (" in html  # the rates with their 95 % intervals
+    assert "20 % (" in html and "30 % (" in html  # the rates with their 95 % intervals
     assert "50 % of leads on the variant" in html and "provisional" in html
 
 

@@ -12,7 +12,7 @@
   }
 
   function percentAxis() {
-    return { beginAtZero: true, ticks: { callback: function (value) { return (value * 100).toFixed(1) + " %"; } } };
+    return { beginAtZero: true, ticks: { callback: function (value) { return window.flywheelFormat.percent(value); } } };
   }
 
   function weekLabels(series) {
@@ -52,7 +52,7 @@
           title: { display: true, text: title + " per model version" },
           tooltip: { callbacks: { label: function (ctx) {
             var messages = series.versions[ctx.datasetIndex].messages[ctx.dataIndex];
-            return ctx.dataset.label + ": " + (ctx.parsed.y * 100).toFixed(2) + " % of " + messages + " messages";
+            return ctx.dataset.label + ": " + window.flywheelFormat.percent(ctx.parsed.y) + " of " + messages + " messages";
           } } }
         }
       }
@@ -77,7 +77,7 @@
         maintainAspectRatio: false,
         scales: {
           x: { type: "linear", ticks: { callback: function (value) { return new Date(value).toISOString().slice(0, 10); } } },
-          y: { min: 0, max: 100, ticks: { callback: function (value) { return value + " %"; } } }
+          y: { min: 0, max: 100, ticks: { callback: function (value) { return window.flywheelFormat.percentage(value); } } }
         },
         plugins: { title: { display: true, text: "Traffic share per version" } }
       }

@@ -53,7 +53,7 @@
       },
       options: {
         maintainAspectRatio: false,
-        scales: { y: { beginAtZero: true, ticks: { callback: function (value) { return (value * 100).toFixed(1) + " %"; } } } }
+        scales: { y: { beginAtZero: true, ticks: { callback: function (value) { return window.flywheelFormat.percent(value); } } } }
       }
     });
   }

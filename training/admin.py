@@ -68,7 +68,7 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
         "status",
         "created_at",
         "duration",
-        "examples_count",
+        "examples",
         "cost",
         "resulting_model",
         "base_model_shutdown_date",
@@ -175,6 +175,10 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
     @admin.display(description="pool", ordering="organization__name")
     def pool_name(self, run: TrainingRun) -> str:
         return formatting.pool_name(run.organization)
+
+    @admin.display(description="examples", ordering="examples_count")
+    def examples(self, run: TrainingRun) -> str:
+        return formatting.count(run.examples_count)
 
     @admin.display(description="cost", ordering="estimated_cost")
     def cost(self, run: TrainingRun) -> str:

@@ -30,7 +30,7 @@ TEST_RUNNING = "experiment_running"
 class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
     # The columns a person scans; everything else is on the model's page.
     list_display = [
-        "model_version",
+        "version",
         "pool",
         "status",
         "traffic",
@@ -103,6 +103,10 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
     def has_deploy_permission(self, request: HttpRequest) -> bool:
         """The ``registry.deploy_model`` permission: ML ops staff who may move traffic."""
         return request.user.has_perm(f"{self.opts.app_label}.deploy_model")
+
+    @admin.display(description="version", ordering="model_version")
+    def version(self, model: RegisteredModel) -> str:
+        return model.model_version
 
     @admin.display(description="pool", ordering="organization__name")
     def pool(self, model: RegisteredModel) -> str:

@@ -80,7 +80,8 @@ def test_the_page_shows_both_arms_the_statistic_against_its_boundary_and_the_dec
     assert "The decision as it stands now" in page and "look 4 of 8" in page
     # Leads and messages of each arm: at the deciding look, and in the live table (all, and matured).
     assert page.count('<td class="number">40</td>') == 12
-    assert '<td class="number">10 %</td>' in page and '<td class="number">50 %</td>' in page  # the control's and the variant's reply rates
+    # The control's and the variant's reply rates:
+    assert '<td class="number">10 %</td>' in page and '<td class="number">50 %</td>' in page
     assert "± 2.538" in page  # the boundary at look 4 of 8 with half the planned leads
     assert "the split matches the plan" in page
     assert "Promote the variant" in page

@@ -31,7 +31,7 @@ from experiments.services import (
 )
 from experiments.stats import FIRST_DECISION_LOOK, ArmCounts, look_boundary
 from flywheel import formatting
-from flywheel.admin_helpers import acting_user, confirmation_page, error_text
+from flywheel.admin_helpers import PoolFilter, acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from registry import admin as registry_admin
 from registry.models import RegisteredModel
@@ -151,7 +151,7 @@ def experiment_report(experiment: Experiment) -> dict[str, Any]:
 
 class ExperimentAdmin(admin.ModelAdmin[Experiment]):
     list_display = ["test", "pool_display", "status", "variant_share", "started_at", "look_display", "verdict"]
-    list_filter = ["status", "organization"]
+    list_filter = ["status", ("organization", PoolFilter)]
     list_select_related = ["control", "variant", "winner", "organization"]
     search_fields = ["control__model_version", "variant__model_version", "organization__slug"]
     date_hierarchy = "started_at"

@@ -8,6 +8,9 @@ from flywheel.models import Organization, OrganizationAPIKey
 
 # Flywheel's keys belong to organizations; the library's unscoped key model stays unused.
 admin.site.unregister(APIKey)
+# No navigation sidebar: at 1400 px it and a list's filters left a list about 750 px, so the
+# numbers scrolled out of sight. The breadcrumbs and the home page lead everywhere it did.
+admin.site.enable_nav_sidebar = False
 
 
 @admin.register(Organization)

@@ -1,4 +1,4 @@
-"""What every app's admin shares: the acting user, a domain error as text, a confirmation page.
+"""What every app's admin shares: the acting user, a domain error as text, a confirmation page, the pool filter.
 
 Admin actions call services with the signed-in user as the actor, turn domain errors into
 messages, and ask for confirmation before they change anything that matters.
@@ -12,7 +12,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.html import escape
 
+from flywheel import formatting
 from flywheel.errors import ApplicationError
 
 
@@ -44,3 +46,12 @@ def confirmation_page(
         **context,
     }
     return TemplateResponse(request, template, page)
+
+
+class PoolFilter(admin.RelatedFieldListFilter):
+    """The list filter on ``organization``, titled "pool", whose empty choice is the global pool by name."""
+
+    def __init__(self, field: Any, request: HttpRequest, params: Any, model: Any, model_admin: Any, field_path: str):
+        super().__init__(field, request, params, model, model_admin, field_path)
+        self.title = "pool"
+        self.empty_value_display = escape(formatting.GLOBAL_POOL)

@@ -86,7 +86,7 @@ def money(value: Number | None, currency: str = "USD") -> str:
     return f"{sign}{symbol}{digits}" if symbol else f"{sign}{digits} {currency}"
 
 
-def decimal(value: Number | None, places: int = 2) -> str:
+def decimal(value: object, places: int = 2) -> str:
     """A plain measure (a score, a loss) with ``places`` decimals: ``0.71234`` reads ``0.71``.
 
     Anything but a number (a provider's metric may be missing or text) reads "-".

@@ -11,6 +11,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from flywheel import formatting
+from flywheel.admin_helpers import PoolFilter
 from outcomes.models import OutcomeLabel
 from outcomes.services import outcome_curate
 
@@ -77,7 +78,7 @@ class OutcomeLabelAdmin(admin.ModelAdmin[OutcomeLabel]):
     list_filter = [
         FurthestStageFilter,
         QualityBandFilter,
-        "organization",
+        ("organization", PoolFilter),
         "excluded_from_training",
         "industry",
         "framework",

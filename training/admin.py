@@ -25,7 +25,7 @@ from django.utils.safestring import SafeString
 
 from flywheel import formatting
 from flywheel.admin import OrganizationAdmin as TenancyOrganizationAdmin
-from flywheel.admin_helpers import acting_user, confirmation_page, error_text
+from flywheel.admin_helpers import PoolFilter, acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry.models import pool_key
@@ -73,7 +73,7 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
         "resulting_model",
         "base_model_shutdown_date",
     ]
-    list_filter = ["status", "provider", "triggered_by", "method", "organization"]
+    list_filter = ["status", "provider", "triggered_by", "method", ("organization", PoolFilter)]
     search_fields = ["id", "model_version", "provider_job_id", "fine_tuned_model", "organization__name"]
     list_select_related = ["organization", "registered_model"]
     date_hierarchy = "created_at"

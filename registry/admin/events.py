@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from flywheel import formatting
+from flywheel.admin_helpers import PoolFilter
 from registry.models import ModelEvent, RegisteredModel
 
 AUDIT_PAGE = ("created_at", "action", "model", "pool", "actor", "status_before", "status_after", "traffic", "reason")
@@ -57,7 +58,7 @@ class ModelEventAdmin(admin.ModelAdmin[ModelEvent]):
 
     # The columns a person scans: when, what, which model of which pool, who and why.
     list_display = ["created_at", "action", "model_version", "pool", "actor", "traffic", "reason"]
-    list_filter = ["action", "organization"]
+    list_filter = ["action", ("organization", PoolFilter)]
     search_fields = ["model__model_version", "model__model_id", "actor_label", "reason", "batch"]
     list_select_related = ["model", "organization", "actor_user"]
     fields = readonly_fields = AUDIT_PAGE

@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from flywheel import formatting
-from flywheel.admin_helpers import acting_user, confirmation_page, error_text
+from flywheel.admin_helpers import PoolFilter, acting_user, confirmation_page, error_text
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry import selectors
@@ -41,7 +41,7 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
         "revenue",
         "vs_baseline",
     ]
-    list_filter = ["status", "ab_test_group", "is_baseline", "provider", "organization"]
+    list_filter = ["status", "ab_test_group", "is_baseline", "provider", ("organization", PoolFilter)]
     search_fields = ["model_version", "model_id", "base_model", "fine_tuning_job_id", "organization__slug"]
     list_select_related = ["organization"]
     show_full_result_count = False

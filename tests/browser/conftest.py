@@ -98,6 +98,15 @@ WIDEST = """() => [...document.querySelectorAll('body *')]
   .map(e => `${e.tagName.toLowerCase()}.${e.className} (${Math.round(e.getBoundingClientRect().right)} px)`)"""
 
 
+# A changelist's results scroll inside their own box (overflow-x: auto) rather than widening the
+# page: its content width against its visible width, or null on a page without a list.
+RESULTS_BOX = """() => { const box = document.querySelector('#changelist .results');
+  return box ? [box.scrollWidth, box.clientWidth] : null; }"""
+# The widest columns of that list (for the failure message).
+COLUMNS = """() => [...document.querySelectorAll('#result_list thead th')]
+  .map(th => `${th.className.split(' ')[0]} ${Math.round(th.getBoundingClientRect().width)} px`)"""
+
+
 @dataclass
 class Operator:
     """The browser of a person at the admin: visits pages and checks each one it leaves."""
@@ -113,7 +122,7 @@ class Operator:
         self.settled()
 
     def settled(self) -> None:
-        """Check the page now shown: loaded, no console errors, nothing wider than the window."""
+        """Check the page now shown: loaded, no console errors, nothing wider than the window or its list's box."""
         self.page.wait_for_load_state("load")
         timing = self.page.evaluate(
             "() => { const n = performance.getEntriesByType('navigation')[0]; return n ? n.loadEventEnd : null; }"
@@ -124,6 +133,10 @@ class Operator:
         assert self.errors == [], f"console errors on {url}: {self.errors}"
         width = self.page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
         assert width[0] <= width[1], f"{url} is {width[0]} px wide in a {width[1]} px window: {self.too_wide()}"
+        box = self.page.evaluate(RESULTS_BOX)
+        assert box is None or box[0] <= box[1], (
+            f"{url}'s list scrolls sideways: {box[0]} px in a {box[1]} px box: {self.page.evaluate(COLUMNS)}"
+        )
 
     def too_wide(self) -> list[str]:
         """The innermost elements reaching past the window's right edge (for the failure message)."""

@@ -152,7 +152,7 @@ def experiment_report(experiment: Experiment) -> dict[str, Any]:
 class ExperimentAdmin(admin.ModelAdmin[Experiment]):
     list_display = ["test", "pool_display", "status", "variant_share", "started_at", "look_display", "verdict"]
     list_filter = ["status", ("organization", PoolFilter)]
-    list_select_related = ["control", "variant", "winner", "organization"]
+    list_select_related = ["control", "variant", "organization"]
     search_fields = ["control__model_version", "variant__model_version", "organization__slug"]
     date_hierarchy = "started_at"
     change_form_template = "admin/experiments/experiment/change_form.html"

@@ -1,4 +1,4 @@
-"""The registered models in the admin: read-only pages, traffic actions and the leaderboard."""
+"""The registered models in the admin: pages with action buttons and a prompt box, traffic actions, the leaderboard."""
 
 import copy
 import uuid

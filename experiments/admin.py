@@ -356,6 +356,7 @@ class RegisteredModelAdmin(registry_admin.RegisteredModelAdmin):
 
     actions = ["deploy_at_full_traffic", "start_ab_test", "set_traffic", "archive", "rollback", "set_baseline"]
     traffic_actions = TRAFFIC_ACTIONS
+    page_actions = ("deploy_at_full_traffic", "start_ab_test", "rollback")
 
     @admin.action(description="Start an A/B test of the selected model", permissions=["deploy"])
     def start_ab_test(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:

@@ -9,10 +9,13 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from flywheel import formatting
 from flywheel.admin_helpers import PoolFilter
 from outcomes.models import OutcomeLabel
+from outcomes.scoring import CAP, score_breakdown
 from outcomes.services import outcome_curate
 
 # Deepest stage first: a label belongs to the first stage whose timestamp is set.
@@ -62,6 +65,38 @@ class QualityBandFilter(admin.SimpleListFilter):
         return queryset.filter(quality_score__gte=band[0], quality_score__lt=band[1])
 
 
+def _number(value: float) -> str:
+    """A score's figure as the database stores it: at most six decimals, no trailing zeros."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def score_table(label: OutcomeLabel) -> SafeString:
+    """The label's score as a table: each rubric item, whether it applies, its points, and the total.
+
+    Computed by :func:`outcomes.scoring.score_breakdown` from the label's columns, the very
+    function the score is computed by, so the table and the stored score cannot disagree.
+    """
+    breakdown = score_breakdown({field.attname: getattr(label, field.attname) for field in label._meta.concrete_fields})
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (line.label, _number(line.weight), "yes" if line.applies else "no", _number(line.points))
+            for line in breakdown.lines
+        ),
+    )
+    cap = format_html('<tr><td colspan="3">Capped at</td><td>{}</td></tr>', _number(CAP)) if breakdown.capped else ""
+    return format_html(
+        '<table class="score-breakdown"><thead><tr><th>Rubric item</th><th>Weight</th><th>Applies</th>'
+        '<th>Points</th></tr></thead><tbody>{}<tr><td colspan="3">Sum</td><td>{}</td></tr>{}'
+        '<tr><th colspan="3">Quality score</th><th>{}</th></tr></tbody></table>',
+        rows,
+        _number(breakdown.sum),
+        cap,
+        _number(breakdown.total),
+    )
+
+
 @admin.register(OutcomeLabel)
 class OutcomeLabelAdmin(admin.ModelAdmin[OutcomeLabel]):
     # The columns a person scans; the segment, the prospect and the message are on the label's page.
@@ -88,12 +123,13 @@ class OutcomeLabelAdmin(admin.ModelAdmin[OutcomeLabel]):
     search_fields = ["external_id", "subject", "industry", "role"]
     list_select_related = ["organization", "model"]
     raw_id_fields = ["organization", "model"]
-    readonly_fields = ["id", "quality_score", "furthest_stage", "created_at", "updated_at"]
+    readonly_fields = ["id", "quality_score", "furthest_stage", "score_breakdown", "created_at", "updated_at"]
     date_hierarchy = "sent_at"
     show_full_result_count = False
     list_per_page = 50
     fieldsets = [
         (None, {"fields": ["id", "organization", "external_id", "model", "quality_score", "furthest_stage"]}),
+        ("Quality score, item by item", {"fields": ["score_breakdown"]}),
         (
             "Segment",
             {"fields": ["industry", "role", "company_size", "framework", "tone", "channel", "icp_match_score"]},
@@ -153,7 +189,14 @@ class OutcomeLabelAdmin(admin.ModelAdmin[OutcomeLabel]):
         if obj is None:
             return self.readonly_fields
         editable = {"excluded_from_training", "reviewer_note", "ideal_body"}
-        return [f.name for f in OutcomeLabel._meta.fields if f.name not in editable] + ["furthest_stage"]
+        return [f.name for f in OutcomeLabel._meta.fields if f.name not in editable] + [
+            "furthest_stage",
+            "score_breakdown",
+        ]
+
+    @admin.display(description="score breakdown")
+    def score_breakdown(self, label: OutcomeLabel) -> SafeString:
+        return score_table(label)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

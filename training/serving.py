@@ -4,13 +4,17 @@ The registry cannot import the providers (it sits below this app), so :func:`reg
 tells it, once per process from ``TrainingConfig.ready``: ``openweights`` adapters are loaded
 into and unloaded from the vLLM server at ``OPENWEIGHTS_SERVING_URL`` (no server configured: no
 load step, answers come from this process); ``openai`` models are called at ``OPENAI_BASE_URL``
-or OpenAI's own API, with no load step; ``local`` models have no server agents can call.
+or OpenAI's own API, with no load step; ``local`` models have no server agents can call. Every
+provider answers a prompt through its ``complete`` (the model admin's "Try this model").
 """
 
+from collections.abc import Callable
+
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from registry.serving import Serving, serving_register
-from training.providers import get_provider
+from training.providers import ProviderError, get_provider
 
 OPENAI_API_BASE_URL = "https://api.openai.com/v1"
 
@@ -40,6 +44,32 @@ def openweights_unload(model_id: str) -> bool:
     return True
 
 
+def provider_complete(name: str) -> Callable[[str, str, str], str]:
+    """The provider ``name``'s ``complete``, with a provider that is not configured as a ``ProviderError``."""
+
+    def complete(model_id: str, system_prompt: str, user_prompt: str) -> str:
+        try:
+            provider = get_provider(name)
+        except ImproperlyConfigured as exc:
+            raise ProviderError(str(exc), code="not_configured") from exc
+        return provider.complete(model_id, system_prompt, user_prompt)
+
+    return complete
+
+
+def no_base_url() -> None:
+    return None
+
+
 def register_servings() -> None:
-    serving_register("openweights", Serving(openweights_base_url, load=openweights_load, unload=openweights_unload))
-    serving_register("openai", Serving(openai_base_url))
+    serving_register(
+        "openweights",
+        Serving(
+            openweights_base_url,
+            load=openweights_load,
+            unload=openweights_unload,
+            complete=provider_complete("openweights"),
+        ),
+    )
+    serving_register("openai", Serving(openai_base_url, complete=provider_complete("openai")))
+    serving_register("local", Serving(no_base_url, complete=provider_complete("local")))

@@ -1,14 +1,16 @@
-"""The registered models in the admin: read-only pages, traffic actions and the leaderboard."""
+"""The registered models in the admin: pages with action buttons and a prompt box, traffic actions, the leaderboard."""
 
+import copy
 import uuid
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 
 from flywheel import formatting
 from flywheel.admin_helpers import PoolFilter, acting_user, confirmation_page, error_text
@@ -16,14 +18,14 @@ from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry import selectors
 from registry.admin.events import ModelEventInline
-from registry.admin.traffic import ACTIONS, TrafficAction, TrafficForm
+from registry.admin.model_page import TryForm, page_actions, try_model
+from registry.admin.traffic import ACTIONS, TEST_RUNNING, TrafficAction, TrafficForm
 from registry.models import ModelEvent, RegisteredModel
 from registry.services import dry_run, model_set_baseline
+from registry.serving import serving_can_complete
 
 CONFIRM_TEMPLATE = "admin/registry/registeredmodel/confirm_traffic.html"
 LEADERBOARD_TEMPLATE = "admin/registry/registeredmodel/leaderboard.html"
-# The code of the refusal of a change that touches a running A/B test (the experiments app's).
-TEST_RUNNING = "experiment_running"
 
 
 @admin.register(RegisteredModel)
@@ -50,6 +52,9 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
     inlines = [ModelEventInline]
     actions = ["deploy_at_full_traffic", "set_traffic", "archive", "rollback", "set_baseline"]
     traffic_actions: dict[str, TrafficAction] = ACTIONS
+    # The traffic actions the model's own page offers as buttons, in this order.
+    page_actions: tuple[str, ...] = ("deploy_at_full_traffic", "rollback")
+    change_form_template = "admin/registry/registeredmodel/change_form.html"
     fieldsets = [
         (None, {"fields": ["id", "pool", "model_id", "model_version", "base_model", "status", "error"]}),
         ("Traffic", {"fields": ["traffic", "ab_test_group", "deployed_at", "is_baseline"]}),
@@ -260,6 +265,64 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
             media=self.media,
         )
 
+    # --- The model's page: action buttons and "Try this model" -----------------------------------
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The model's page, with the buttons of the actions the user may take and the services would take now."""
+        model = self.get_object(request, unquote(object_id))
+        context = dict(extra_context or {})
+        if model is not None:
+            allowed = self.get_actions(request)
+            actions = [self.traffic_actions[name] for name in self.page_actions if name in allowed]
+            offered = page_actions(model, actions, actor=acting_user(request))
+            can_try = self.has_deploy_permission(request) and serving_can_complete(model.provider)
+            context.update(page_actions=offered, can_try=can_try)
+            context.setdefault("try_form", TryForm.blank())
+            context["try_url"] = reverse("admin:registry_registeredmodel_try", args=[model.pk])
+        return super().change_view(request, object_id, form_url, context)
+
+    def page_action_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+        """A button of the model's page: the list's action ``action`` for this one model.
+
+        The same action method, so the same confirmation page, services and permission: an action
+        the user may not take answers 403. Done or refused, it lands back on the model's page.
+        """
+        if action not in self.page_actions:
+            raise Http404(f"The model's page offers no action {action!r}.")
+        chosen = self.get_actions(request).get(action)
+        if chosen is None:
+            raise PermissionDenied
+        model = self.get_object(request, unquote(object_id))
+        if model is None:
+            raise Http404("No such model.")
+        response = chosen[0](self, request, self.get_queryset(request).filter(pk=model.pk))
+        if isinstance(response, HttpResponse):
+            return response
+        return HttpResponseRedirect(reverse("admin:registry_registeredmodel_change", args=[model.pk]))
+
+    def try_model_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Put the posted prompt to the model and show its answer (or the provider's error) on its page."""
+        if not self.has_deploy_permission(request):
+            raise PermissionDenied
+        model = self.get_object(request, unquote(object_id))
+        if model is None:
+            raise Http404("No such model.")
+        page = reverse("admin:registry_registeredmodel_change", args=[model.pk])
+        if request.method != "POST":
+            return HttpResponseRedirect(f"{page}#try-model")
+        form = TryForm(request.POST)
+        answer = None
+        if form.is_valid():
+            answer, failure = try_model(model=model, form=form, user=request.user)
+            if failure:
+                self.message_user(request, failure, messages.ERROR)
+        # The page shown again around the answer, as a GET: the change form is never submitted.
+        shown = copy.copy(request)
+        shown.method = "GET"
+        return self.change_view(shown, object_id, extra_context={"try_form": form, "try_answer": answer})
+
     # --- Leaderboard ---------------------------------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
@@ -268,7 +331,17 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
             self.admin_site.admin_view(self.leaderboard_view),
             name="registry_registeredmodel_leaderboard",
         )
-        return [leaderboard, *super().get_urls()]
+        page_action = path(
+            "<path:object_id>/act/<str:action>/",
+            self.admin_site.admin_view(self.page_action_view),
+            name="registry_registeredmodel_page_action",
+        )
+        try_it = path(
+            "<path:object_id>/try/",
+            self.admin_site.admin_view(self.try_model_view),
+            name="registry_registeredmodel_try",
+        )
+        return [leaderboard, page_action, try_it, *super().get_urls()]
 
     def leaderboard_view(self, request: HttpRequest) -> TemplateResponse:
         """One pool's leaderboard (``?pool=global`` or an organization id); without a pool, a pool picker.

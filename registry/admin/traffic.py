@@ -9,6 +9,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from registry.models import RegisteredModel
 from registry.services import model_archive, model_deploy, model_rollback, model_set_traffic
 
+# The code of the refusal of a change that touches a running A/B test (the experiments app's).
+TEST_RUNNING = "experiment_running"
+
 
 class TrafficForm(forms.Form):
     """What a traffic action asks for on its confirmation page."""

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from experiments.models import Experiment
+from outcomes.models import OutcomeLabel
 from registry.models import RegisteredModel
 from tests.browser.conftest import Operator
 from tests.experiments.experiment_data import send
@@ -200,3 +201,23 @@ def stop_from_the_list(operator: Operator, experiment: Experiment, *, reason: st
     operator.page.click("input[name=apply]")
     operator.settled()
     assert "1 experiment(s) stopped" in operator.page.inner_text(".messagelist")
+
+
+def test_a_models_page_offers_its_actions_and_answers_a_prompt(operator: Operator, simulated: Any) -> None:
+    candidate = a_trained_version(simulated)
+    operator.goto(f"/admin/registry/registeredmodel/{candidate.pk}/change/")
+    tools = operator.page.locator(".object-tools a").all_text_contents()
+    assert {"Deploy at 100 %", "Try this model"} <= set(tools), tools
+
+    operator.page.click("text=Try this model")
+    operator.page.fill("#id_user_prompt", "Write a message for: Industry=SaaS, Role=VP Sales, Tone=professional.")
+    operator.page.click("input[name=try]")
+    operator.settled()
+    assert operator.page.inner_text(".try-answer").strip()  # the local provider's exemplar for the segment
+    operator.shot("model-try.png")  # the answer in view: the form posts to the box's anchor
+
+    label = OutcomeLabel.objects.filter(organization=simulated).order_by("-quality_score").first()
+    assert label is not None
+    operator.goto(f"/admin/outcomes/outcomelabel/{label.pk}/change/")
+    rows = operator.page.locator(".score-breakdown tr").all_inner_texts()
+    assert rows[-1].split() == ["Quality", "score", f"{label.quality_score:.6f}".rstrip("0").rstrip(".")]

@@ -29,6 +29,7 @@ from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry.models import pool_key
 from registry.services import VERSION_PATTERN
+from training.admin_run_page import RunPageMixin
 from training.datasets import dataset_counts
 from training.models import TrainingRun
 from training.providers import default_provider_name, provider_names
@@ -68,7 +69,7 @@ def metric(value: Any) -> str:
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
+class TrainingRunAdmin(RunPageMixin, admin.ModelAdmin[TrainingRun]):
     change_list_template = "admin/training/trainingrun/change_list.html"
     list_display = [
         "__str__",
@@ -262,7 +263,8 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
 
     def get_urls(self) -> list[URLPattern]:
         run_now = self.admin_site.admin_view(self.run_now_view)
-        return [path("run-now/", run_now, name="training_trainingrun_run_now"), *super().get_urls()]
+        run_now_url = path("run-now/", run_now, name="training_trainingrun_run_now")
+        return [run_now_url, *self.run_page_urls(), *super().get_urls()]
 
     def run_now_view(self, request: HttpRequest) -> HttpResponse:
         """Ask for the pool and parameters, show what would train, then start the run on confirmation."""

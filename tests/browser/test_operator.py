@@ -53,22 +53,28 @@ def test_a_training_cycle_started_from_the_admin_runs_to_its_end(operator: Opera
     run = TrainingRun.objects.filter(organization=simulated).latest("created_at")
     assert TrainingRun.objects.filter(organization=simulated).count() == before + 1
 
-    # The run page does not refresh itself: the operator reloads it while the cluster polls the job.
+    # The cluster polls the job; the page, never reloaded, follows the run on its own to its end.
+    operator.page.evaluate("() => { window.sameDocument = true; }")  # gone if the page reloaded
     for _ in range(10):
-        if run_status(operator) not in ACTIVE:
+        run.refresh_from_db()
+        operator.page.wait_for_function(SHOWS_STATUS, arg=run.get_status_display(), timeout=15_000)
+        if not run.is_active:
             break
         tasks.poll_run(str(run.pk))  # what the run's poll schedule calls in the cluster
-        operator.page.reload()
-        operator.settled()
-    assert run_status(operator) == "Succeeded"
+    assert shown_status(operator) == "Succeeded"
+    assert operator.page.inner_text("#content > h2") == str(run)
+    assert operator.page.evaluate("() => window.sameDocument === true")
     assert operator.page.inner_text(".field-resulting_model .readonly") != "-"
+    operator.page.wait_for_function("() => document.querySelector('#run-refresh').innerText.includes('stopped')")
+    operator.settled()
     operator.shot("training-run-succeeded.png")
 
 
-ACTIVE = {str(label) for status, label in TrainingRun.Status.choices if status in TrainingRun.ACTIVE_STATUSES}
+# The page's status cell shows the status ``arg`` (the page updates itself every few seconds).
+SHOWS_STATUS = "(status) => document.querySelector('.field-status .readonly').innerText.trim() === status"
 
 
-def run_status(operator: Operator) -> str:
+def shown_status(operator: Operator) -> str:
     return operator.page.inner_text(".field-status .readonly").strip()
 
 

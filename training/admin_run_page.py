@@ -102,3 +102,12 @@ class RunPageMixin(_Base):
     ) -> HttpResponse:
         context = {**(extra_context or {}), **self.run_page_context(request, object_id)}
         return super().change_view(request, object_id, form_url, context)
+
+
+def started_message(run: TrainingRun) -> str:
+    """What "Run training cycle now" started, for the admin's log."""
+    pool = str(run.organization) if run.organization else "the global pool"
+    version = run.model_version or "the next version"
+    forced = ", forced on unchanged data" if run.force else ""
+    method, quality = run.get_method_display(), f"{run.min_quality_score:g}"
+    return f"Started a training run for {pool}: {version}, {method}, quality >= {quality}{forced}"

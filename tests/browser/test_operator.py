@@ -139,6 +139,16 @@ def test_a_deploy_over_a_running_test_then_its_rollback_are_in_the_audit_trail(
         assert action in audit and reason in audit, (action, audit)
     operator.shot("audit-trail.png")
 
+    operator.goto("/admin/")  # the admin's own log: "Recent actions", then the model's history
+    recent = operator.page.inner_text("#recent-actions-module")
+    assert str(candidate) in recent, recent
+    operator.page.locator("#recent-actions-module").scroll_into_view_if_needed()
+    operator.shot("recent-actions.png")
+    operator.goto(f"/admin/registry/registeredmodel/{candidate.pk}/history/")
+    history = operator.page.inner_text("#change-history")
+    for told in ("Deployed: ready → deployed, traffic 0 % → 100 % (reason: Ship the new version now", "Rolled back"):
+        assert told in history, (told, history)
+
 
 def traffic(organization: Any) -> list[tuple[str, str, float]]:
     models = RegisteredModel.objects.filter(organization=organization).order_by("model_version")

@@ -68,6 +68,10 @@ def test_a_training_cycle_started_from_the_admin_runs_to_its_end(operator: Opera
     operator.page.wait_for_function("() => document.querySelector('#run-refresh').innerText.includes('stopped')")
     operator.settled()
     operator.shot("training-run-succeeded.png")
+    operator.page.locator("#dataset-panel").scroll_into_view_if_needed()  # arrived with the refresh
+    assert operator.page.locator(".dataset-example").count() >= 1
+    assert operator.page.locator(f"a[href$='/{run.pk}/dataset/training/']").count() == 1
+    operator.shot("training-run-dataset.png")
 
 
 # The page's status cell shows the status ``arg`` (the page updates itself every few seconds).

@@ -95,7 +95,8 @@ def example_of(number: int, line: bytes) -> Example:
     if "messages" in data:
         return Example(number, [Part("conversation", messages_of(data["messages"]))])
     if "preferred_output" in data:
-        prompt = messages_of((data.get("input") or {}).get("messages"))
+        given = data.get("input")
+        prompt = messages_of(given.get("messages") if isinstance(given, dict) else None)
         preferred = Part("preferred reply", messages_of(data["preferred_output"]))
         return Example(
             number,

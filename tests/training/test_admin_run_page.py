@@ -158,7 +158,8 @@ def test_the_preview_shows_dpo_pairs_and_kto_completions_readably(organization: 
         "completion": [{"role": "assistant", "content": "Hi"}],
         "label": False,
     }
-    lines = [json.dumps(dpo), json.dumps(kto), "{not json"]
+    odd = {"input": "a prompt, not messages", "preferred_output": "a text, not messages"}
+    lines = [json.dumps(dpo), json.dumps(kto), "{not json", json.dumps(odd), json.dumps({"text": "plain"})]
     storage = dataset_storage()
     storage.delete(run.dataset_path)
     storage.save(run.dataset_path, ContentFile("\n".join(lines).encode()))
@@ -172,6 +173,8 @@ def test_the_preview_shows_dpo_pairs_and_kto_completions_readably(organization: 
     ):
         assert text in page
     assert "Cannot be shown: not valid JSON." in page
+    assert "Cannot be shown: an unknown shape (keys: text)." in page
+    assert page.count('class="dataset-example"') == 5  # the odd DPO row shows its (empty) parts, no 500
 
 
 def test_the_preview_reads_only_the_head_of_a_large_file(organization: Organization) -> None:

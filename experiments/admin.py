@@ -15,6 +15,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -31,11 +32,12 @@ from experiments.services import (
 )
 from experiments.stats import FIRST_DECISION_LOOK, ArmCounts, look_boundary
 from flywheel import formatting
-from flywheel.admin_helpers import PoolFilter, acting_user, confirmation_page, error_text
+from flywheel.admin_helpers import PoolFilter, acting_user, confirmation_page, error_text, log_admin_action
 from flywheel.errors import ApplicationError
 from registry import admin as registry_admin
+from registry.admin.audit import log_model_events, recorded_call
 from registry.models import RegisteredModel
-from registry.services import dry_run
+from registry.services import dry_run, recorded
 
 CONFIRM_TEMPLATE = "admin/experiments/experiment/confirm_promote.html"
 STOP_TEMPLATE = "admin/experiments/experiment/confirm_stop.html"
@@ -223,10 +225,15 @@ class ExperimentAdmin(admin.ModelAdmin[Experiment]):
         done: dict[str, int] = {}
         for experiment in experiments:
             try:
-                answer = promote_ab_test_winner(organization=experiment.organization, actor=acting_user(request))
+                promote = functools.partial(
+                    promote_ab_test_winner, organization=experiment.organization, actor=acting_user(request)
+                )
+                answer, events = recorded_call(promote)
             except ApplicationError as error:
                 self.message_user(request, f"{experiment}: {error_text(error)}", messages.ERROR)
                 continue
+            log_model_events(request, events)
+            log_admin_action(request, experiment, f"Evaluated now and applied the decision: {DONE[answer['action']]}")
             done[answer["action"]] = done.get(answer["action"], 0) + 1
         if done:
             summary = ", ".join(f"{count} {DONE[action]}" for action, count in sorted(done.items()))
@@ -275,11 +282,14 @@ class ExperimentAdmin(admin.ModelAdmin[Experiment]):
             )
         stopped = 0
         for experiment in experiments:
+            reason = form.cleaned_data["reason"]
             try:
-                _stop(experiment, actor, form.cleaned_data["reason"])
+                events = recorded(functools.partial(_stop, experiment, actor, reason))
             except ApplicationError as error:
                 self.message_user(request, f"{experiment}: {error_text(error)}", messages.ERROR)
                 continue
+            log_model_events(request, events)
+            log_admin_action(request, experiment, f"Stopped the A/B test (reason: {reason})")
             stopped += 1
         if stopped:
             self.message_user(request, f"{stopped} experiment(s) stopped", messages.SUCCESS)
@@ -360,7 +370,14 @@ class RegisteredModelAdmin(registry_admin.RegisteredModelAdmin):
 
     @admin.action(description="Start an A/B test of the selected model", permissions=["deploy"])
     def start_ab_test(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
-        return self.run_traffic_action(request, queryset, self.traffic_actions["start_ab_test"])
+        running = Experiment.objects.filter(variant__in=queryset, status=Experiment.Status.RUNNING)
+        before = set(running.values_list("pk", flat=True))
+        response = self.run_traffic_action(request, queryset, self.traffic_actions["start_ab_test"])
+        for experiment in running.exclude(pk__in=before).select_related("control", "variant"):
+            variant, control = experiment.variant.model_version, experiment.control.model_version
+            message = f"Started: {variant} at {experiment.planned_variant_share * 100:g} % against {control}"
+            log_admin_action(request, experiment, message, flag=ADDITION)
+        return response
 
 
 admin.site.unregister(RegisteredModel)

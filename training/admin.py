@@ -13,6 +13,7 @@ from typing import Any, cast
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
@@ -25,11 +26,12 @@ from django.utils.safestring import SafeString
 
 from flywheel import formatting
 from flywheel.admin import OrganizationAdmin as TenancyOrganizationAdmin
-from flywheel.admin_helpers import PoolFilter, acting_user, confirmation_page, error_text
+from flywheel.admin_helpers import PoolFilter, acting_user, confirmation_page, error_text, log_admin_action
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry.models import pool_key
 from registry.services import VERSION_PATTERN
+from training.admin_run_page import RunPageMixin, started_message
 from training.datasets import dataset_counts
 from training.models import TrainingRun
 from training.providers import default_provider_name, provider_names
@@ -59,7 +61,7 @@ def html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> SafeStr
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
+class TrainingRunAdmin(RunPageMixin, admin.ModelAdmin[TrainingRun]):
     change_list_template = "admin/training/trainingrun/change_list.html"
     # The columns a person scans; parameters, tokens and provider details are on the run's page.
     list_display = [
@@ -252,13 +254,15 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
             return confirmation_page(
                 self, request, template=CANCEL_TEMPLATE, title="Cancel training runs", runs=runs, active=active
             )
-        cancelled = 0
+        cancelled, reason = 0, request.POST.get("reason", "")
         for run in runs:
             try:
-                training_run_cancel(run=run, actor=acting_user(request), reason=request.POST.get("reason", ""))
+                training_run_cancel(run=run, actor=acting_user(request), reason=reason)
                 cancelled += 1
             except ApplicationError as error:
                 self.message_user(request, f"{run}: {error_text(error)}", messages.ERROR)
+                continue
+            log_admin_action(request, run, f"Cancelled (reason: {reason})" if reason else "Cancelled")
         self.message_user(request, f"{cancelled} training run(s) cancelled.", messages.SUCCESS)
         return None
 
@@ -266,7 +270,8 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
 
     def get_urls(self) -> list[URLPattern]:
         run_now = self.admin_site.admin_view(self.run_now_view)
-        return [path("run-now/", run_now, name="training_trainingrun_run_now"), *super().get_urls()]
+        run_now_url = path("run-now/", run_now, name="training_trainingrun_run_now")
+        return [run_now_url, *self.run_page_urls(), *super().get_urls()]
 
     def run_now_view(self, request: HttpRequest) -> HttpResponse:
         """Ask for the pool and parameters, show what would train, then start the run on confirmation."""
@@ -284,6 +289,7 @@ class TrainingRunAdmin(admin.ModelAdmin[TrainingRun]):
         except (ApplicationError, ValidationError) as error:
             self.message_user(request, error_text(error), messages.ERROR)
             return self.run_now_page(request, form, confirming=False)
+        log_admin_action(request, run, started_message(run), flag=ADDITION)
         self.message_user(request, f"Training run {run.pk} started for {run.organization or 'the global pool'}.")
         return HttpResponseRedirect(reverse("admin:training_trainingrun_change", args=[run.pk]))
 

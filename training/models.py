@@ -125,7 +125,10 @@ class TrainingRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        permissions = [("run_training", "Can start and cancel training runs")]
+        permissions = [
+            ("run_training", "Can start and cancel training runs"),
+            ("download_dataset", "Can preview and download training datasets"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["pool"],

@@ -17,11 +17,12 @@ from flywheel.admin_helpers import PoolFilter, acting_user, confirmation_page, e
 from flywheel.errors import ApplicationError
 from flywheel.models import Organization
 from registry import selectors
+from registry.admin.audit import log_model_events
 from registry.admin.events import ModelEventInline
 from registry.admin.model_page import TryForm, page_actions, try_model
 from registry.admin.traffic import ACTIONS, TEST_RUNNING, TrafficAction, TrafficForm
 from registry.models import ModelEvent, RegisteredModel
-from registry.services import dry_run, model_set_baseline
+from registry.services import dry_run, model_set_baseline, recorded
 from registry.serving import serving_can_complete
 
 CONFIRM_TEMPLATE = "admin/registry/registeredmodel/confirm_traffic.html"
@@ -195,10 +196,11 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
             self.message_user(request, "Select exactly one model to make the baseline.", messages.ERROR)
             return
         try:
-            model_set_baseline(model=models[0], actor=acting_user(request))
+            events = recorded(lambda: model_set_baseline(model=models[0], actor=acting_user(request)))
         except (ApplicationError, ValidationError) as error:
             self.message_user(request, error_text(error), messages.ERROR)
             return
+        log_model_events(request, events)
         self.message_user(request, f"{models[0].model_version} is now the baseline of its pool.", messages.SUCCESS)
 
     def run_traffic_action(
@@ -227,7 +229,7 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
         initial = {"traffic_percentage": share, "reason": reason, "previewed": share}
         try:
             if confirming and "apply" in request.POST and shown:
-                action.call(models, share, actor, reason, override)
+                log_model_events(request, recorded(lambda: action.call(models, share, actor, reason, override)))
                 self.message_user(request, action.count(models), messages.SUCCESS)
                 return None
             events = dry_run(lambda: action.call(models, share, actor, reason, override))

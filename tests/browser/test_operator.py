@@ -79,22 +79,32 @@ def test_a_training_cycle_started_from_the_admin_runs_to_its_end(operator: Opera
     run = TrainingRun.objects.filter(organization=simulated).latest("created_at")
     assert TrainingRun.objects.filter(organization=simulated).count() == before + 1
 
-    # The run page does not refresh itself: the operator reloads it while the cluster polls the job.
+    # The cluster polls the job; the page, never reloaded, follows the run on its own to its end.
+    operator.page.evaluate("() => { window.sameDocument = true; }")  # gone if the page reloaded
     for _ in range(10):
-        if run_status(operator) not in ACTIVE:
+        run.refresh_from_db()
+        operator.page.wait_for_function(SHOWS_STATUS, arg=run.get_status_display(), timeout=15_000)
+        if not run.is_active:
             break
         tasks.poll_run(str(run.pk))  # what the run's poll schedule calls in the cluster
-        operator.page.reload()
-        operator.settled()
-    assert run_status(operator) == "Succeeded"
+    assert shown_status(operator) == "Succeeded"
+    assert operator.page.inner_text("#content > h2") == str(run)
+    assert operator.page.evaluate("() => window.sameDocument === true")
     assert operator.page.inner_text(".field-resulting_model .readonly") != "-"
+    operator.page.wait_for_function("() => document.querySelector('#run-refresh').innerText.includes('stopped')")
+    operator.settled()
     operator.shot("training-run-succeeded.png")
+    operator.page.locator("#dataset-panel").scroll_into_view_if_needed()  # arrived with the refresh
+    assert operator.page.locator(".dataset-example").count() >= 1
+    assert operator.page.locator(f"a[href$='/{run.pk}/dataset/training/']").count() == 1
+    operator.shot("training-run-dataset.png")
 
 
-ACTIVE = {str(label) for status, label in TrainingRun.Status.choices if status in TrainingRun.ACTIVE_STATUSES}
+# The page's status cell shows the status ``arg`` (the page updates itself every few seconds).
+SHOWS_STATUS = "(status) => document.querySelector('.field-status .readonly').innerText.trim() === status"
 
 
-def run_status(operator: Operator) -> str:
+def shown_status(operator: Operator) -> str:
     return operator.page.inner_text(".field-status .readonly").strip()
 
 
@@ -157,6 +167,16 @@ def test_a_deploy_over_a_running_test_then_its_rollback_are_in_the_audit_trail(
     for action, reason in [("Deployed", "Ship the new version now"), ("Rolled back", "Replies dropped after")]:
         assert action in audit and reason in audit, (action, audit)
     operator.shot("audit-trail.png")
+
+    operator.goto("/admin/")  # the admin's own log: "Recent actions", then the model's history
+    recent = operator.page.inner_text("#recent-actions-module")
+    assert str(candidate) in recent, recent
+    operator.page.locator("#recent-actions-module").scroll_into_view_if_needed()
+    operator.shot("recent-actions.png")
+    operator.goto(f"/admin/registry/registeredmodel/{candidate.pk}/history/")
+    history = operator.page.inner_text("#change-history")
+    for told in ("Deployed: ready → deployed, traffic 0 % → 100 % (reason: Ship the new version now", "Rolled back"):
+        assert told in history, (told, history)
 
 
 def traffic(organization: Any) -> list[tuple[str, str, float]]:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, cast
 
 from django.conf import settings
 from django.core.files import File
@@ -21,6 +22,8 @@ from django.core.files.storage import Storage, storages
 
 PREFIX = "training_data"
 COPY_BUFFER = 1 << 20
+# What a preview reads of a dataset at most: the head of the file, never the whole of it.
+HEAD_BYTES = 256 << 10
 
 
 def dataset_storage() -> Storage:
@@ -73,3 +76,27 @@ def dataset_read(name: str) -> bytes:
     """The stored dataset's bytes (for inspection and tests; uploads use :func:`dataset_local_copy`)."""
     with dataset_storage().open(name, "rb") as source:
         return bytes(source.read())
+
+
+def dataset_open(name: str) -> IO[bytes]:
+    """The stored dataset, opened for reading in binary (the caller closes it).
+
+    An absolute path is a run exported before datasets went through the storage: opened as it
+    is. Raises ``OSError`` (``FileNotFoundError`` among them) when the file cannot be read.
+    """
+    if Path(name).is_absolute():
+        return Path(name).open("rb")
+    return cast(IO[bytes], dataset_storage().open(name, "rb"))
+
+
+def dataset_head(name: str, *, lines: int, max_bytes: int = HEAD_BYTES) -> list[bytes]:
+    """The first ``lines`` lines of the stored dataset, reading at most ``max_bytes`` of it.
+
+    Only the head of the file is read, however large it is: a line cut off by ``max_bytes`` is
+    left out. Raises ``OSError`` when the file cannot be read.
+    """
+    with dataset_open(name) as handle:
+        head = handle.read(max_bytes)
+    found = head.split(b"\n")
+    complete = found if len(head) < max_bytes else found[:-1]
+    return [line for line in complete if line.strip()][:lines]

@@ -196,15 +196,24 @@ class OutcomeDataFormatter:
                 if database:
                     self.database_lines(written, method).copy(database_query(query).stream(cutoff), progress)
                 else:
-                    statement = query.stream(cutoff)
-                    lines = self.lines(
-                        selection, method, include_metadata=include_metadata, statement=statement, count=True
-                    )
-                    written.consume(lines, progress)
+                    self.python_lines(written, selection, query.stream(cutoff), include_metadata, progress)
             except BaseException:
                 written.discard()
                 raise
         return written
+
+    def python_lines(
+        self,
+        written: WrittenDataset,
+        selection: Selection,
+        statement: tuple[str, list[Any]],
+        include_metadata: bool,
+        progress: Progress | None,
+    ) -> None:
+        """Write the statement's examples, each built, counted and validated in Python."""
+        method = written.method
+        lines = self.lines(selection, method, include_metadata=include_metadata, statement=statement, count=True)
+        written.consume(lines, progress)
 
     def database_writes(self, method: Method, *, include_metadata: bool) -> bool:
         """Whether the database may build the examples' texts (:mod:`training.datasets.database_lines`).

@@ -6,8 +6,8 @@ Usage (from the project's root; PostgreSQL only, as production runs)::
         [--sizes 200000,2000000] [--rounds 3]
 
 It fills one organization (``scale``) with labels of about 600 characters by ``INSERT ... SELECT
-FROM generate_series`` (texts stored as ``outcome_upsert`` stores them: scrubbed, 2 % of them one
-shared template), scores them with the rubric and stores their training-text token counts with
+FROM generate_series`` (texts stored as ``outcome_upsert`` stores them: scrubbed and marked so, 2 % of
+them one shared template), scores them with the rubric and stores their training-text token counts with
 the backfill that existing labels get (``count_training_tokens``); building is timed apart. At
 each size it reports, as medians of ``--rounds`` rounds with their range:
 
@@ -61,7 +61,7 @@ INSERT_SQL = f"""
 INSERT INTO outcome_labels (id, organization_id, model_id, external_id, industry, role, company_size, framework,
     tone, channel, icp_match_score, first_name, last_name, company, prompt, subject, body, sent_at, delivered_at,
     opened_at, clicked_at, replied_at, meeting_booked_at, deal_closed_at, bounced_at, deal_value, quality_score,
-    excluded_from_training, reviewer_note, ideal_body, created_at, updated_at, lead_hash)
+    excluded_from_training, reviewer_note, ideal_body, created_at, updated_at, lead_hash, texts_scrubbed)
 SELECT gen_random_uuid(), %(org)s, %(model)s, 'scale-' || g,
     (ARRAY['SaaS','Fintech','Healthcare','Retail'])[1 + g %% 4], (ARRAY['VP Sales','CRO','Head of RevOps'])[1 + g %% 3],
     '51-200', (ARRAY['PAS','AIDA','BAB'])[1 + g %% 3], 'professional', 'email', 0,
@@ -73,7 +73,7 @@ SELECT gen_random_uuid(), %(org)s, %(model)s, 'scale-' || g,
     CASE WHEN r < 80 THEN sent + interval '1 day' END, CASE WHEN r >= 70 AND r < 80 THEN sent + interval '1 day' END,
     CASE WHEN r < 70 THEN sent + interval '1 day' END, CASE WHEN r < 14 THEN sent + interval '2 days' END,
     CASE WHEN r < 14 THEN sent + interval '3 days' END, CASE WHEN r = 99 THEN sent + interval '1 day' END,
-    CASE WHEN r < 14 THEN 60000 END, 0, false, '', '', now(), now(), ''
+    CASE WHEN r < 14 THEN 60000 END, 0, false, '', '', now(), now(), '', true
 FROM (SELECT g, (g * 7919) %% 100 AS r, now() - interval '15 days' - (g %% 350) * interval '1 day' AS sent
       FROM generate_series(%(start)s::bigint, %(stop)s - 1) AS g) AS rows
 """

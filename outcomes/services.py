@@ -61,6 +61,9 @@ CURATION_FIELDS = ("excluded_from_training", "reviewer_note", "ideal_body")
 LABEL_FIELDS = (*UPSERT_FIELDS, *CURATION_FIELDS)
 # The fields a label's training text (and so its stored token count) is made of.
 TEXT_FIELDS = ("first_name", "last_name", "company", "prompt", "subject", "body", "ideal_body")
+# The texts stored scrubbed (the prospect's data replaced by placeholders) when a label is written.
+SCRUBBED_TEXTS = ("prompt", "subject", "body", "ideal_body")
+NAMES = ("first_name", "last_name", "company")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +172,10 @@ def _resolve_model(
 def _label_from(organization: Organization, item: OutcomeItem, model: RegisteredModel | None) -> OutcomeLabel:
     """An unsaved label with the item's fields; personal data scrubbed from the text."""
     label = OutcomeLabel(organization=organization, external_id=item.external_id, model=model, **item.values())
-    names = {"first_name": label.first_name, "last_name": label.last_name, "company": label.company}
-    label.subject = scrub(label.subject, **names)
-    label.body = scrub(label.body, **names)
-    label.ideal_body = scrub(label.ideal_body, **names)
+    names = {name: getattr(label, name) for name in NAMES}
+    for name in SCRUBBED_TEXTS:
+        setattr(label, name, scrub(getattr(label, name), **names))
+    label.texts_scrubbed = True
     return label
 
 
@@ -217,10 +220,16 @@ def _update_existing(existing: OutcomeLabel, label: OutcomeLabel, item: OutcomeI
     if label.model_id and not existing.model_id:
         names.append("model")
     changed = [name for name in names if getattr(existing, name) != getattr(label, name)]
-    if "first_name" in changed or "last_name" in changed or "company" in changed:
+    renamed = "first_name" in changed or "last_name" in changed or "company" in changed
+    if renamed:
         changed += [name for name in ("subject", "body", "ideal_body") if name not in changed]
     for name in changed:
         setattr(existing, name, getattr(label, name))
+    if renamed:  # every text is now scrubbed with the new names, the stored prompt included
+        if "prompt" not in changed:
+            existing.prompt = scrub(existing.prompt, **{name: getattr(existing, name) for name in NAMES})
+        existing.texts_scrubbed = True
+        changed += [name for name in ("prompt", "texts_scrubbed") if name not in changed]
     if set(changed) & set(TEXT_FIELDS):
         count_training_text(existing)
         changed.append("training_tokens")

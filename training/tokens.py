@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -291,6 +291,18 @@ class TokenTally:
     def add(self, example: Mapping[str, Any], *, position: int | None = None) -> int:
         """Count one example and return its tokens; ``position`` (e.g. a line number) names it."""
         return self.add_count(count_example_tokens(example, self.model), position=position)
+
+    def add_counts(self, counts: Sequence[int]) -> None:
+        """Fold already-counted examples that are all within the limit into the totals, in one step."""
+        if not counts:
+            return
+        assert max(counts) <= self.limit, "examples over the limit are added one by one, for their positions"
+        total = sum(counts)
+        self.min_tokens = min(counts) if self.n_examples == 0 else min(self.min_tokens, min(counts))
+        self.max_tokens = max(self.max_tokens, max(counts))
+        self.n_examples += len(counts)
+        self.total_tokens += total
+        self.billed_tokens_per_epoch += total
 
     def add_count(self, tokens: int, *, position: int | None = None) -> int:
         """Fold an already-counted example into the totals and return its tokens."""

@@ -9,7 +9,7 @@ kept, so memory stays constant whatever the file size.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -191,9 +191,31 @@ class Validator:
         self.missing_system += "system" not in roles
         self.missing_user += "user" not in roles
         if tokens is None:
-            tokens = self.tally.add(example, position=line_number)
+            self._check_limit(line_number, self.tally.add(example, position=line_number))
         else:
-            self.tally.add_count(tokens, position=line_number)
+            self._count(line_number, tokens)
+
+    def feed_counted(self, counts: Sequence[int]) -> None:
+        """Count the next lines: examples built well formed, with system and user messages, of ``counts`` tokens.
+
+        The export's database path vouches for such lines' shape (known roles, clean non-blank
+        texts), so only their tokens are left to check: in one step when none is over the limit.
+        """
+        if counts and max(counts) > self.tally.limit:
+            for tokens in counts:
+                self.n_lines += 1
+                self.n_examples += 1
+                self._count(self.n_lines, tokens)
+            return
+        self.n_lines += len(counts)
+        self.n_examples += len(counts)
+        self.tally.add_counts(counts)
+
+    def _count(self, line_number: int, tokens: int) -> None:
+        self.tally.add_count(tokens, position=line_number)
+        self._check_limit(line_number, tokens)
+
+    def _check_limit(self, line_number: int, tokens: int) -> None:
         if tokens > self.tally.limit:
             limit = self.tally.limit
             self.add_error(line_number, "over_token_limit", f"{tokens} tokens, over {self.model}'s {limit}")

@@ -15,13 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
+from outcomes.stored_texts import outcome_texts_scrub
 from outcomes.training_text import assistant_text, scrubbed
+from training.datasets.database_lines import DatabaseLines, database_query
 from training.datasets.dedupe import SeenTexts
 from training.datasets.kto import kto_example, kto_query
 from training.datasets.pairs import DpoRow, dpo_query
-from training.datasets.queries import POSITIVE, ExampleQuery, Selection, SftMetadata, SftRow, sft_query, stream_rows
+from training.datasets.queries import (
+    POSITIVE,
+    SEGMENT_LABELS,
+    ExampleQuery,
+    Selection,
+    SftMetadata,
+    SftRow,
+    sft_query,
+    stream_rows,
+)
 from training.datasets.writer import (
     ExportResult,
     JsonlWriter,
@@ -33,7 +44,6 @@ from training.datasets.writer import (
 from training.tokens import REPLY_PRIMING_TOKENS, Epochs, ExampleCounter
 from training.validation import Method, Validator
 
-SEGMENT_LABELS = ("Industry", "Role", "Company size", "Framework", "Tone", "Channel")
 # The attributes a DPO pair's prompt names at each backoff level, as positions in SEGMENT_LABELS.
 LEVEL_ATTRIBUTES: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3, 4, 5), (0, 1), (0,), ())
 # Characters that would split a value in the "Key=Value, Key=Value" user message.
@@ -171,6 +181,9 @@ class OutcomeDataFormatter:
         """
         if not 0 <= validation_percent < 100:
             raise ValueError(f"validation_percent must be at least 0 and below 100, not {validation_percent}.")
+        database = self.database_writes(method, include_metadata=include_metadata)
+        if database:
+            outcome_texts_scrub(organization_id=selection.organization_id)
         with transaction.atomic():
             query = self.query(selection, method, include_metadata=include_metadata)
             cutoff = query.cutoff(validation_percent) if validation_percent else None
@@ -180,15 +193,43 @@ class OutcomeDataFormatter:
                 method, training, self.writer(held_out, method, include_metadata) if cutoff else None
             )
             try:
-                statement = query.stream(cutoff)
-                lines = self.lines(
-                    selection, method, include_metadata=include_metadata, statement=statement, count=True
-                )
-                written.consume(lines, progress)
+                if database:
+                    self.database_lines(written, method).copy(database_query(query).stream(cutoff), progress)
+                else:
+                    self.python_lines(written, selection, query.stream(cutoff), include_metadata, progress)
             except BaseException:
                 written.discard()
                 raise
         return written
+
+    def python_lines(
+        self,
+        written: WrittenDataset,
+        selection: Selection,
+        statement: tuple[str, list[Any]],
+        include_metadata: bool,
+        progress: Progress | None,
+    ) -> None:
+        """Write the statement's examples, each built, counted and validated in Python."""
+        method = written.method
+        lines = self.lines(selection, method, include_metadata=include_metadata, statement=statement, count=True)
+        written.consume(lines, progress)
+
+    def database_writes(self, method: Method, *, include_metadata: bool) -> bool:
+        """Whether the database may build the examples' texts (:mod:`training.datasets.database_lines`).
+
+        On PostgreSQL, for SFT and KTO without metadata, when the model counts tokens in the
+        encoding the labels' counts are stored in.
+        """
+        if connection.vendor != "postgresql" or method not in ("sft", "kto") or include_metadata:
+            return False
+        return ExampleCounter(self.model).use_stored
+
+    def database_lines(self, written: WrittenDataset, method: Method) -> DatabaseLines:
+        """The writer of :func:`database_query`'s rows, falling back on :meth:`sft_line` for suspect rows."""
+        counter = ExampleCounter(self.model)
+        fallback = functools.partial(self.sft_line, seen=SeenTexts(), counter=counter)
+        return DatabaseLines(written, system=self.system, counter=counter, kto=method == "kto", fallback=fallback)
 
     def writer(self, path: Path, method: Method, include_metadata: bool) -> JsonlWriter:
         """A temporary file for ``path`` whose examples are validated for this formatter's model."""

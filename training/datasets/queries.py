@@ -37,6 +37,8 @@ OUTCOME_NAME = Case(
 )
 CLOSED_A_DEAL = Case(When(deal_closed_at__isnull=False, then=Value(1)), default=Value(0), output_field=IntegerField())
 SEGMENT_COLUMNS = ("industry", "role", "company_size", "framework", "tone", "channel")
+# How the user message names each segment column ("Industry=SaaS, Role=..."), in the same order.
+SEGMENT_LABELS = ("Industry", "Role", "Company size", "Framework", "Tone", "Channel")
 TEXT_COLUMNS = ("subject", "body", "ideal_body", "first_name", "last_name", "company")
 POOL_COLUMNS = (
     "id",

@@ -97,6 +97,12 @@ class JsonlWriter:
         self.count += 1
         self.validator.feed_example(example, tokens)
 
+    def write_lines(self, data: bytes, lines: int) -> None:
+        """Append ``lines`` examples already serialized (and validated by the caller), and hash them."""
+        self.file.write(data)
+        self.digest.update(data)
+        self.count += lines
+
     def close(self) -> None:
         """Flush the file to disk, so the rename can never expose an empty file after a crash."""
         if not self.file.closed:
@@ -131,6 +137,16 @@ class WrittenDataset:
     negative_examples: int = 0
     deals_in_training: int = 0
 
+    def count(self, *, positive: bool, deal: bool) -> None:
+        """Count one example of the training file by class, and whether it closed a deal."""
+        self.count_many(positive=int(positive), total=1, deals=int(deal))
+
+    def count_many(self, *, positive: int, total: int, deals: int) -> None:
+        """Count ``total`` examples of the training file, ``positive`` of them positives, ``deals`` deals."""
+        self.positive_examples += positive
+        self.negative_examples += total - positive
+        self.deals_in_training += deals
+
     def consume(self, lines: Iterator[Line], progress: Progress | None) -> None:
         """Write each line to its file, counting the training file's classes and deals."""
         training, validation = self.training, self.validation
@@ -140,9 +156,7 @@ class WrittenDataset:
                 validation.write(example, tokens)
             else:
                 training.write(example, tokens)
-                self.positive_examples += positive
-                self.negative_examples += not positive
-                self.deals_in_training += deal
+                self.count(positive=positive, deal=deal)
             written += 1
             if progress is not None and written % PROGRESS_EVERY == 0:
                 progress(written)

@@ -78,7 +78,7 @@ def test_the_status_endpoint_gives_the_status_and_the_fields_as_the_page_renders
     assert answer["fields"]["status"] == "Training"
     assert answer["fields"]["resulting_model"] == "-"
     page = client.get(page_of(run)).content.decode()
-    for name in ("organization", "status", "dataset_sha256", "examples_count", "events_table"):
+    for name in ("pool_name", "status", "dataset_sha256", "examples_count", "events_table"):
         assert f'<div class="readonly">{answer["fields"][name]}</div>' in page, name
     assert "dataset_panel" not in answer  # the page already shows this dataset
 

@@ -1,14 +1,18 @@
-"""Registry fixtures: a clean routing cache, ML ops staff with and without the deploy permission."""
+"""Registry fixtures: a clean routing cache, ML ops staff with and without the deploy permission, two models."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 from django.test import Client
 
 from flywheel.models import Organization
 from registry import routing
-from tests.registry.factories import OrganizationFactory, UserFactory
+from registry.models import RegisteredModel
+from registry.services import model_deploy
+from tests.registry.factories import OrganizationFactory, RegisteredModelFactory, UserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +45,21 @@ def ops_client(client: Client) -> Client:
 def viewer_client(client: Client) -> Client:
     """Staff who may view and change registered models but not move traffic."""
     return staff_client(client, "view_registeredmodel", "change_registeredmodel")
+
+
+@pytest.fixture
+def control(organization: Organization) -> RegisteredModel:
+    """v1.0.0, deployed at 100 %."""
+    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
+    return model_deploy(model=model, traffic_percentage=100)
+
+
+@pytest.fixture
+def candidate(organization: Organization) -> RegisteredModel:
+    """v2.0.0, ready."""
+    return RegisteredModelFactory.create(organization=organization, model_version="v2.0.0")
+
+
+def texts(response: Any) -> list[str]:
+    """The admin's messages of a response."""
+    return [str(message) for message in get_messages(response.wsgi_request)]

@@ -4,13 +4,13 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
 from flywheel.models import Organization
 from registry.models import ModelEvent, RegisteredModel
-from registry.services import model_deploy, model_performance_update, model_start_ab_test
+from registry.services import model_performance_update, model_start_ab_test
+from tests.registry.conftest import texts
 from tests.registry.factories import RegisteredModelFactory, pool_traffic
 
 pytestmark = pytest.mark.django_db
@@ -30,21 +30,6 @@ def confirm(client: Client, action: str, *models: RegisteredModel, **fields: Any
     """Submit an action's confirmation page."""
     data = {"action": action, "confirm_step": "1", "apply": "yes", ACTION_CHECKBOX_NAME: [str(m.pk) for m in models]}
     return client.post(CHANGELIST, {**data, **fields})
-
-
-def texts(response: Any) -> list[str]:
-    return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-@pytest.fixture
-def control(organization: Organization) -> RegisteredModel:
-    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
-    return model_deploy(model=model, traffic_percentage=100)
-
-
-@pytest.fixture
-def candidate(organization: Organization) -> RegisteredModel:
-    return RegisteredModelFactory.create(organization=organization, model_version="v2.0.0")
 
 
 def test_deploying_at_100_percent_shows_before_and_after_then_applies_on_confirmation(

@@ -1,15 +1,13 @@
 """A model's admin page offers its traffic actions as buttons, through the list's confirmation page and permission."""
 
-from typing import Any
-
 import pytest
-from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
 from flywheel.models import Organization
 from registry.models import ModelEvent, RegisteredModel
-from registry.services import model_deploy, model_start_ab_test
+from registry.services import model_start_ab_test
+from tests.registry.conftest import texts
 from tests.registry.factories import RegisteredModelFactory, pool_traffic
 
 pytestmark = pytest.mark.django_db
@@ -29,21 +27,6 @@ def offered(client: Client, model: RegisteredModel) -> dict[str, str]:
     page = client.get(page_of(model))
     assert page.status_code == 200
     return {action.name: action.refusal for action in page.context["page_actions"]}
-
-
-def texts(response: Any) -> list[str]:
-    return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-@pytest.fixture
-def control(organization: Organization) -> RegisteredModel:
-    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
-    return model_deploy(model=model, traffic_percentage=100)
-
-
-@pytest.fixture
-def candidate(organization: Organization) -> RegisteredModel:
-    return RegisteredModelFactory.create(organization=organization, model_version="v2.0.0")
 
 
 def test_a_ready_model_offers_every_button_when_its_pool_has_a_step_to_roll_back(

@@ -54,6 +54,7 @@ def training_pool(*, organization_id: uuid.UUID | str | None = None) -> OutcomeL
 
 
 STATS_COLUMNS = ("id", "quality_score", "sent_at", *POOL_STAGE_COLUMNS)
+STATS_NAMES = ("total_examples", "positive_examples", "negative_examples", "deals_closed", "meetings_booked", "replies")
 # The classes of positive_q and negative_q and the stages, over the best label of each text.
 STATS_SQL = """SELECT COUNT(*) AS total_examples,
     COUNT(*) FILTER (WHERE quality_score >= %s AND bounced_at IS NULL) AS positive_examples,
@@ -62,6 +63,9 @@ STATS_SQL = """SELECT COUNT(*) AS total_examples,
     COUNT(*) FILTER (WHERE meeting_booked_at IS NOT NULL OR meeting_completed_at IS NOT NULL) AS meetings_booked,
     COUNT(*) FILTER (WHERE replied_at IS NOT NULL) AS replies
 FROM ({best}) best"""
+# The text hashes are split into this many ranges, walked apart and summed: PostgreSQL's parallel
+# workers can walk one range each (a Parallel Append), and without workers nothing is lost.
+STATS_RANGES = 3
 
 
 def _counts_by_index_walk(organization_id: uuid.UUID | str | None, min_quality_score: float) -> dict[str, int]:
@@ -69,18 +73,31 @@ def _counts_by_index_walk(organization_id: uuid.UUID | str | None, min_quality_s
 
     For one organization this is a walk of the pool index alone (it holds every column counted
     here), and the label it keeps per text is the window's rank 1, without a rank per label.
-    The classes are :func:`positive_q` and :func:`negative_q` written in SQL; a test holds them equal.
+    Every label of a text lies in the same range of hashes, so the ranges' counts add up to the
+    pool's. The classes are :func:`positive_q` and :func:`negative_q` in SQL; a test holds them equal.
     """
     labels = OutcomeLabel.objects.for_pool(organization_id).eligible_for_training()
-    best_first = ("training_text_hash", "-quality_score", "-sent_at", "-id")
-    best, params = (
-        labels.order_by(*best_first).distinct("training_text_hash").values(*STATS_COLUMNS).query.sql_with_params()
-    )
-    below = min(NEGATIVE_QUALITY_BELOW, min_quality_score)
+    classes = [min_quality_score, min(NEGATIVE_QUALITY_BELOW, min_quality_score), matured_before()]
+    parts, params = [], []
+    for low, high in hash_ranges(STATS_RANGES):
+        part = labels.filter(training_text_hash__gte=low) if low else labels
+        part = part.filter(training_text_hash__lt=high) if high else part
+        best_first = ("training_text_hash", "-quality_score", "-sent_at", "-id")
+        best, best_params = (
+            part.order_by(*best_first).distinct("training_text_hash").values(*STATS_COLUMNS).query.sql_with_params()
+        )
+        parts.append(STATS_SQL.format(best=best))
+        params += [*classes, *best_params]
+    sums = ", ".join(f"SUM({name})::bigint AS {name}" for name in STATS_NAMES)
     with connection.cursor() as cursor:
-        cursor.execute(STATS_SQL.format(best=best), [min_quality_score, below, matured_before(), *params])
-        names = [column.name for column in cursor.description]
-        return dict(zip(names, cursor.fetchone(), strict=True))
+        cursor.execute(f"SELECT {sums} FROM ({' UNION ALL '.join(parts)}) parts", params)  # noqa: S608 - constants
+        return {name: int(value or 0) for name, value in zip(STATS_NAMES, cursor.fetchone(), strict=True)}
+
+
+def hash_ranges(count: int) -> list[tuple[uuid.UUID | None, uuid.UUID | None]]:
+    """``count`` ranges of UUIDs that cover them all, in order: (None, b1), (b1, b2), ..., (b, None)."""
+    bounds = [uuid.UUID(int=index * (1 << 128) // count) for index in range(1, count)]
+    return list(zip([None, *bounds], [*bounds, None], strict=True))
 
 
 def matured_before(now: datetime.datetime | None = None) -> datetime.datetime:

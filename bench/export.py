@@ -232,7 +232,7 @@ def count_stored_tokens() -> None:
     (not timed). Code without stored counts (before they existed) has nothing to run.
     """
     try:
-        from outcomes.services import training_tokens_backfill
+        from outcomes.stored_texts import training_tokens_backfill
     except ImportError:
         return
     started = time.perf_counter()

@@ -138,7 +138,7 @@ def build(organization: Any, model: Any, size: int, *, count: bool = True) -> No
 def count_tokens() -> None:
     """The backfill of stored training-text counts, where the code stores them."""
     try:
-        from outcomes.services import training_tokens_backfill
+        from outcomes.stored_texts import training_tokens_backfill
     except ImportError:
         return
     training_tokens_backfill(chunk_size=2000)

@@ -358,48 +358,6 @@ def count_training_text(label: OutcomeLabel) -> None:
     label.training_tokens = training_tokens_of(**{name: getattr(label, name) for name in TEXT_FIELDS})
 
 
-def training_tokens_backfill(
-    *, chunk_size: int = 1000, recount: bool = False, progress: Callable[[int], None] | None = None
-) -> int:
-    """Count the training texts of labels written before counts were stored (or all, with ``recount``).
-
-    A chunk per transaction, its rows locked in id order as every writer of labels locks them,
-    so a concurrent upsert can never be overwritten by a count of its old text. Returns how many
-    labels were counted.
-    """
-    done, last_pk = 0, None
-    while True:
-        with transaction.atomic():
-            rows = OutcomeLabel.objects.select_for_update().order_by("pk").only("pk", *TEXT_FIELDS)
-            rows = rows if recount else rows.filter(training_tokens__isnull=True)
-            chunk = list((rows.filter(pk__gt=last_pk) if last_pk is not None else rows)[:chunk_size])
-            _store_counts(chunk)
-        if not chunk:
-            return done
-        done, last_pk = done + len(chunk), chunk[-1].pk
-        if progress:
-            progress(done)
-
-
-def _store_counts(labels: list[OutcomeLabel]) -> None:
-    """Count the labels' training texts and store the counts in one ``UPDATE ... FROM (VALUES ...)``.
-
-    Django's ``bulk_update`` writes a CASE with a branch per row, which the database evaluates
-    row by row; a joined list of values is one pass on PostgreSQL and SQLite alike.
-    """
-    if not labels:
-        return
-    values = []
-    for label in labels:
-        count_training_text(label)
-        values += [OutcomeLabel._meta.pk.get_db_prep_value(label.pk, connection), label.training_tokens]
-    rows = ", ".join(["(%s, %s)"] * len(labels))
-    table = connection.ops.quote_name(OutcomeLabel._meta.db_table)
-    sql = f"UPDATE {table} SET training_tokens = v.column2 FROM (VALUES {rows}) AS v WHERE {table}.id = v.column1"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-
-
 # --- Events -----------------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from outcomes.services import training_tokens_backfill
+from outcomes.stored_texts import training_tokens_backfill
 
 
 class Command(BaseCommand):

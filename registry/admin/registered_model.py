@@ -69,9 +69,9 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
                     "total_meetings_booked",
                     "total_deals_closed",
                     "revenue",
-                    "reply_rate_display",
-                    "meeting_rate_display",
-                    "close_rate_display",
+                    "reply",
+                    "meeting",
+                    "close",
                     "reply_rate_vs_baseline_display",
                     "meeting_rate_vs_baseline_display",
                     "close_rate_vs_baseline_display",
@@ -136,18 +136,6 @@ class RegisteredModelAdmin(admin.ModelAdmin[RegisteredModel]):
 
     @admin.display(description="close", ordering="close_rate")
     def close(self, model: RegisteredModel) -> str:
-        return formatting.percent(model.close_rate)
-
-    @admin.display(description="reply rate")
-    def reply_rate_display(self, model: RegisteredModel) -> str:
-        return formatting.percent(model.reply_rate)
-
-    @admin.display(description="meeting rate")
-    def meeting_rate_display(self, model: RegisteredModel) -> str:
-        return formatting.percent(model.meeting_rate)
-
-    @admin.display(description="close rate")
-    def close_rate_display(self, model: RegisteredModel) -> str:
         return formatting.percent(model.close_rate)
 
     @admin.display(description="revenue", ordering="total_revenue")

@@ -52,6 +52,26 @@ def test_a_label_written_by_an_agent_stores_the_count_of_its_scrubbed_training_t
     assert "Jane" not in training_text(**{name: getattr(label, name) for name in TEXT_FIELDS})
 
 
+def test_a_label_written_by_an_agent_is_stored_scrubbed_prompt_included_and_marked_so(organization: Any) -> None:
+    label = upsert(
+        organization, external_id="m-1", first_name="Jane", company="Acme", prompt="Write to Jane at Acme.", body="Hi."
+    )
+
+    assert (label.prompt, label.texts_scrubbed) == ("Write to {{first_name}} at {{company}}.", True)
+
+
+def test_a_renamed_prospect_has_the_stored_prompt_scrubbed_of_the_new_name(organization: Any) -> None:
+    upsert(organization, external_id="m-1", first_name="Jane", prompt="Follow up with Omar.", body="Hi.")
+    label = upsert(organization, external_id="m-1", first_name="Omar")
+
+    assert (label.prompt, label.texts_scrubbed) == ("Follow up with {{first_name}}.", True)
+    assert label.training_tokens == fresh_count(label)
+
+
+def test_a_label_written_straight_to_the_table_is_not_marked_scrubbed(organization: Any) -> None:
+    assert not OutcomeLabelFactory.create(organization=organization).texts_scrubbed
+
+
 @pytest.mark.parametrize(
     "change",
     [{"body": "A much longer body than before, about pipelines."}, {"subject": ""}, {"first_name": "Hi"}],

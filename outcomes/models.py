@@ -194,3 +194,36 @@ class OutcomeLabel(models.Model):
         if self.bounced_at:
             return "bounced"
         return "delivered" if self.delivered_at else "sent"
+
+
+class TrainingText(models.Model):
+    """A training text some label of an organization has carried, and whether more than one has.
+
+    Kept by the database itself: triggers on ``outcome_labels`` list a label's text when the label
+    is written or its text changes, and mark it ``duplicated`` when the text was listed already,
+    so rows written around the API count too. A text is marked, never unmarked (its other labels
+    may be deleted or excluded since), so the marks may hold more than the duplicated texts but
+    never fewer: a label whose text is not marked is the only label of its text, and the pool's
+    duplicate collapse only has to rank the labels of the marked texts.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey("flywheel.Organization", on_delete=models.CASCADE, related_name="+")
+    training_text_hash = models.UUIDField()
+    duplicated = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "outcome_training_texts"
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "training_text_hash"], name="outcome_training_texts_once")
+        ]
+        indexes = [
+            models.Index(
+                fields=["organization", "training_text_hash"],
+                condition=Q(duplicated=True),
+                name="outcome_texts_repeated",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return str(self.training_text_hash)

@@ -12,11 +12,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, Count, F, IntegerField, Q, Sum, UUIDField, Value, When, Window
+from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, Sum, UUIDField, Value, When, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from outcomes.models import POOL_STAGE_COLUMNS, OutcomeLabel, OutcomeLabelQuerySet
+from outcomes.models import POOL_STAGE_COLUMNS, OutcomeLabel, OutcomeLabelQuerySet, TrainingText
 
 # Below this score a matured message counts as a failure: the rubric gives 0.2 to a message that
 # was delivered and opened but never answered, so a negative never got past an unanswered open.
@@ -132,7 +132,7 @@ def example_kind(min_quality_score: float, matured_at: datetime.datetime) -> Cas
 def training_data_stats(
     *, organization_id: uuid.UUID | str | None = None, min_quality_score: float = 0.6
 ) -> dict[str, Any]:
-    """The seed's ``GET /training/stats`` numbers for a pool, from one aggregate query.
+    """The seed's ``GET /training/stats`` numbers for a pool.
 
     Definitions, all over :func:`training_pool` (not excluded, duplicate texts collapsed):
 
@@ -144,19 +144,12 @@ def training_data_stats(
     - ``deals_closed``, ``meetings_booked`` (booked or completed) and ``replies``: labels of the
       pool that reached that stage, whatever their class.
     """
-    if connection.features.can_distinct_on_fields:
+    if organization_id is not None:
+        counts = _counts_beside_duplicates(organization_id, min_quality_score)
+    elif connection.features.can_distinct_on_fields:
         counts = _counts_by_index_walk(organization_id, min_quality_score)
     else:
-        counts = training_pool(organization_id=organization_id).aggregate(
-            total_examples=Count("id"),
-            positive_examples=Count("id", filter=positive_q(min_quality_score)),
-            negative_examples=Count("id", filter=negative_q(min_quality_score, matured_before())),
-            deals_closed=Count("id", filter=Q(deal_closed_at__isnull=False)),
-            meetings_booked=Count(
-                "id", filter=Q(meeting_booked_at__isnull=False) | Q(meeting_completed_at__isnull=False)
-            ),
-            replies=Count("id", filter=Q(replied_at__isnull=False)),
-        )
+        counts = _class_counts(training_pool(organization_id=organization_id), min_quality_score)
     neutral = counts["total_examples"] - counts["positive_examples"] - counts["negative_examples"]
     return {
         "total_examples": counts["total_examples"],
@@ -167,6 +160,59 @@ def training_data_stats(
         "meetings_booked": counts["meetings_booked"],
         "replies": counts["replies"],
     }
+
+
+def _class_counts(labels: OutcomeLabelQuerySet, min_quality_score: float) -> dict[str, int]:
+    """The statistics' counts over ``labels``, in one aggregate."""
+    return labels.aggregate(
+        total_examples=Count("id"),
+        positive_examples=Count("id", filter=positive_q(min_quality_score)),
+        negative_examples=Count("id", filter=negative_q(min_quality_score, matured_before())),
+        deals_closed=Count("id", filter=Q(deal_closed_at__isnull=False)),
+        meetings_booked=Count("id", filter=Q(meeting_booked_at__isnull=False) | Q(meeting_completed_at__isnull=False)),
+        replies=Count("id", filter=Q(replied_at__isnull=False)),
+    )
+
+
+def _class_flags(min_quality_score: float) -> dict[str, Case]:
+    """1 or 0 per label for each of the statistics' counts (``total_examples`` is always 1)."""
+    flags = {
+        "positive_examples": positive_q(min_quality_score),
+        "negative_examples": negative_q(min_quality_score, matured_before()),
+        "deals_closed": Q(deal_closed_at__isnull=False),
+        "meetings_booked": Q(meeting_booked_at__isnull=False) | Q(meeting_completed_at__isnull=False),
+        "replies": Q(replied_at__isnull=False),
+    }
+    one = {"total_examples": Case(When(Q(pk__isnull=False), then=Value(1)), default=Value(0))}
+    return one | {name: Case(When(q, then=Value(1)), default=Value(0)) for name, q in flags.items()}
+
+
+def _counts_beside_duplicates(organization_id: uuid.UUID | str, min_quality_score: float) -> dict[str, int]:
+    """An organization's counts: its labels of a text no other label carries, plus its duplicates' best.
+
+    The database marks every text that more than one label of the organization has carried
+    (:class:`~outcomes.models.TrainingText`), so a label whose text is not marked is its text's
+    only label and needs no ranking: those are summed straight off the pool index (on
+    PostgreSQL, by parallel workers). Only the marked texts' labels are ranked. One query; a
+    test holds its counts equal to the ranked pool's.
+    """
+    marked = TrainingText.objects.filter(
+        organization_id=organization_id, training_text_hash=OuterRef("training_text_hash"), duplicated=True
+    )
+    flags = _class_flags(min_quality_score)
+    alone = OutcomeLabel.objects.for_pool(organization_id).eligible_for_training().order_by().filter(~Exists(marked))
+    best = ranked_pool(organization_id=organization_id).filter(Exists(marked)).annotate(**flags).filter(Q(text_rank=1))
+    parts, params = [], []
+    for index, part in enumerate([alone.annotate(**flags), best]):
+        sql, part_params = part.values(*flags).query.sql_with_params()
+        sums = ", ".join(f"SUM({name})" for name in flags)
+        parts.append(f"(SELECT {sums} FROM ({sql}) labels) part{index}")  # noqa: S608 - constants
+        params += part_params
+    with connection.cursor() as cursor:
+        # Two aggregates side by side, rather than one over a UNION: each is planned (in parallel) alone.
+        cursor.execute(f"SELECT * FROM {' CROSS JOIN '.join(parts)}", params)  # noqa: S608 - constants
+        row = cursor.fetchone()
+    return {name: int(row[index] or 0) + int(row[index + len(flags)] or 0) for index, name in enumerate(flags)}
 
 
 def arm_counts(

@@ -164,17 +164,18 @@ def label_kwargs(index: int, rng: random.Random, raw_share: float) -> dict[str, 
         "prompt": "Follow up on the webinar; mention the benchmark report." if rng.random() < 0.3 else "",
         "subject": subject,
         "body": body,
-        **({"texts_scrubbed": True} if stored_scrubbed and has_field("texts_scrubbed") else {}),
+        **({ready_field(): True} if stored_scrubbed and ready_field() else {}),
         "sent_at": sent,
         **funnel(rng, sent + datetime.timedelta(days=1)),
     }
 
 
-def has_field(name: str) -> bool:
-    """Whether the checkout's label model has the field (a baseline tree may predate it)."""
+def ready_field() -> str:
+    """The label model's mark of texts stored as the API stores them ("" in a baseline tree that predates it)."""
     from outcomes.models import OutcomeLabel
 
-    return any(field.name == name for field in OutcomeLabel._meta.fields)
+    names = {field.name for field in OutcomeLabel._meta.fields}
+    return next((name for name in ("texts_ready", "texts_scrubbed") if name in names), "")
 
 
 def funnel(rng: random.Random, later: datetime.datetime) -> dict[str, Any]:

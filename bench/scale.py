@@ -61,7 +61,7 @@ INSERT_SQL = f"""
 INSERT INTO outcome_labels (id, organization_id, model_id, external_id, industry, role, company_size, framework,
     tone, channel, icp_match_score, first_name, last_name, company, prompt, subject, body, sent_at, delivered_at,
     opened_at, clicked_at, replied_at, meeting_booked_at, deal_closed_at, bounced_at, deal_value, quality_score,
-    excluded_from_training, reviewer_note, ideal_body, created_at, updated_at, lead_hash, texts_scrubbed)
+    excluded_from_training, reviewer_note, ideal_body, created_at, updated_at, lead_hash, texts_ready)
 SELECT gen_random_uuid(), %(org)s, %(model)s, 'scale-' || g,
     (ARRAY['SaaS','Fintech','Healthcare','Retail'])[1 + g %% 4], (ARRAY['VP Sales','CRO','Head of RevOps'])[1 + g %% 3],
     '51-200', (ARRAY['PAS','AIDA','BAB'])[1 + g %% 3], 'professional', 'email', 0,

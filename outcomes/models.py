@@ -135,12 +135,13 @@ class OutcomeLabel(models.Model):
         help_text="Tokens of the training text as exported (subject and text, scrubbed), in o200k_base; "
         "empty until counted.",
     )
-    texts_scrubbed = models.BooleanField(
+    texts_ready = models.BooleanField(
         default=False,
         db_default=False,
         editable=False,
-        help_text="Whether the prompt, subject, body and ideal body are stored scrubbed and counted, as the API "
-        "stores them. Rows written straight to the table are not, until an export scrubs them in place.",
+        help_text="Whether an export may write the stored texts as they are: the prompt, subject, body and ideal "
+        "body are stored scrubbed, as the API stores them, and hold no reserved token and no blank message. "
+        "Rows written straight to the table are not, until an export scrubs them in place.",
     )
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -178,8 +179,8 @@ class OutcomeLabel(models.Model):
                 name="outcome_labels_pool_text",
             ),
             models.Index(fields=["model", "sent_at", "lead_hash"], name="outcome_labels_model_lead"),
-            # The few rows an export must scrub in place before it trusts the stored texts.
-            models.Index(fields=["organization"], condition=Q(texts_scrubbed=False), name="outcome_labels_raw_texts"),
+            # The few rows an export must scrub in place (or write apart) before it trusts the stored texts.
+            models.Index(fields=["organization"], condition=Q(texts_ready=False), name="outcome_labels_raw_texts"),
         ]
 
     def __str__(self) -> str:

@@ -28,7 +28,7 @@ from outcomes.models import OutcomeLabel
 from outcomes.retry import ATTEMPTS, pause, transient
 from outcomes.scoring import quality_score_expression
 from outcomes.scrubbing import scrub
-from outcomes.training_text import training_tokens_of
+from outcomes.training_text import ready_as_stored, training_tokens_of
 from registry.models import RegisteredModel
 from registry.services import Counts, model_counters_add
 from registry.services.performance import CounterOverflow
@@ -64,6 +64,7 @@ TEXT_FIELDS = ("first_name", "last_name", "company", "prompt", "subject", "body"
 # The texts stored scrubbed (the prospect's data replaced by placeholders) when a label is written.
 SCRUBBED_TEXTS = ("prompt", "subject", "body", "ideal_body")
 NAMES = ("first_name", "last_name", "company")
+SEGMENT_FIELDS = ("industry", "role", "company_size", "framework", "tone", "channel")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +176,18 @@ def _label_from(organization: Organization, item: OutcomeItem, model: Registered
     names = {name: getattr(label, name) for name in NAMES}
     for name in SCRUBBED_TEXTS:
         setattr(label, name, scrub(getattr(label, name), **names))
-    label.texts_scrubbed = True
+    label.texts_ready = stored_texts_ready(label)
     return label
+
+
+def stored_texts_ready(label: OutcomeLabel) -> bool:
+    """Whether a label whose texts are all scrubbed may be exported as stored (``OutcomeLabel.texts_ready``)."""
+    return ready_as_stored(
+        prompt=label.prompt,
+        subject=label.subject,
+        target=label.ideal_body or label.body,
+        segment=[getattr(label, name) for name in SEGMENT_FIELDS],
+    )
 
 
 def _reached(label: OutcomeLabel) -> Counts:
@@ -225,11 +236,9 @@ def _update_existing(existing: OutcomeLabel, label: OutcomeLabel, item: OutcomeI
         changed += [name for name in ("subject", "body", "ideal_body") if name not in changed]
     for name in changed:
         setattr(existing, name, getattr(label, name))
-    if renamed:  # every text is now scrubbed with the new names, the stored prompt included
-        if "prompt" not in changed:
-            existing.prompt = scrub(existing.prompt, **{name: getattr(existing, name) for name in NAMES})
-        existing.texts_scrubbed = True
-        changed += [name for name in ("prompt", "texts_scrubbed") if name not in changed]
+    if renamed and "prompt" not in changed:  # every text is now scrubbed with the new names, the prompt too
+        existing.prompt = scrub(existing.prompt, **{name: getattr(existing, name) for name in NAMES})
+        changed.append("prompt")
     if set(changed) & set(TEXT_FIELDS):
         count_training_text(existing)
         changed.append("training_tokens")

@@ -1,9 +1,10 @@
 """Labels' stored texts: scrubbed and counted in place, for rows written around the API or before counts.
 
 The API scrubs a label's prompt, subject, body and ideal body when it writes them, counts its
-training text, and marks the row ``texts_scrubbed``. An export on PostgreSQL then trusts the
-stored texts and lets the database write their JSON. Rows written straight to the table (an
-import, a SQL script) are not marked; :func:`outcome_texts_scrub` scrubs them in place first,
+training text, and marks the row ``texts_ready`` unless a text holds what an export must write
+apart (a reserved token, a blank message). An export on PostgreSQL then trusts the stored texts
+of the marked rows and lets the database write their JSON. Rows written straight to the table
+(an import, a SQL script) are not marked; :func:`outcome_texts_scrub` scrubs them in place first,
 so that they read exactly as if the API had written them. :func:`training_tokens_backfill` counts
 the texts of labels written before counts were stored.
 
@@ -23,7 +24,14 @@ from django.db import connection, transaction
 
 from outcomes.models import OutcomeLabel, OutcomeLabelQuerySet
 from outcomes.scrubbing import scrub
-from outcomes.services import NAMES, SCRUBBED_TEXTS, TEXT_FIELDS, count_training_text
+from outcomes.services import (
+    NAMES,
+    SCRUBBED_TEXTS,
+    SEGMENT_FIELDS,
+    TEXT_FIELDS,
+    count_training_text,
+    stored_texts_ready,
+)
 
 CHUNK_SIZE = 1000
 Progress = Callable[[int], None]
@@ -36,7 +44,7 @@ def outcome_texts_scrub(*, organization_id: uuid.UUID | str | None, chunk_size: 
     the global pool (every organization). The partial index on unmarked rows makes a pool with
     none cheap.
     """
-    rows = OutcomeLabel.objects.for_pool(organization_id).filter(texts_scrubbed=False)
+    rows = OutcomeLabel.objects.for_pool(organization_id).filter(texts_ready=False)
     return _in_locked_chunks(rows, _store_scrubbed, chunk_size=chunk_size)
 
 
@@ -59,7 +67,7 @@ def _in_locked_chunks(
     done, last_pk = 0, None
     while True:
         with transaction.atomic():
-            locked = rows.select_for_update().order_by("pk").only("pk", *TEXT_FIELDS)
+            locked = rows.select_for_update().order_by("pk").only("pk", *TEXT_FIELDS, *SEGMENT_FIELDS)
             chunk = list((locked.filter(pk__gt=last_pk) if last_pk is not None else locked)[:chunk_size])
             store(chunk)
         if not chunk:
@@ -81,11 +89,12 @@ def _store_scrubbed(labels: list[OutcomeLabel]) -> None:
         for name in SCRUBBED_TEXTS:
             setattr(label, name, scrub(getattr(label, name), **names))
         count_training_text(label)
-    _update_from_values(labels, (*SCRUBBED_TEXTS, "training_tokens"), mark_scrubbed=True)
+        label.texts_ready = stored_texts_ready(label)
+    _update_from_values(labels, (*SCRUBBED_TEXTS, "training_tokens", "texts_ready"))
 
 
-def _update_from_values(labels: Sequence[OutcomeLabel], fields: Sequence[str], *, mark_scrubbed: bool = False) -> None:
-    """Write the labels' ``fields`` (and, with ``mark_scrubbed``, the mark) in one ``UPDATE ... FROM (VALUES ...)``."""
+def _update_from_values(labels: Sequence[OutcomeLabel], fields: Sequence[str]) -> None:
+    """Write the labels' ``fields`` in one ``UPDATE ... FROM (VALUES ...)``."""
     if not labels:
         return
     values: list[Any] = []
@@ -94,11 +103,9 @@ def _update_from_values(labels: Sequence[OutcomeLabel], fields: Sequence[str], *
     table = connection.ops.quote_name(OutcomeLabel._meta.db_table)
     row = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
     assignments = [f"{name} = v.column{index}" for index, name in enumerate(fields, start=2)]
-    if mark_scrubbed:
-        assignments.append("texts_scrubbed = %s")
     sql = (
         f"UPDATE {table} SET {', '.join(assignments)} "  # noqa: S608 - names are constants
         f"FROM (VALUES {', '.join([row] * len(labels))}) AS v WHERE {table}.id = v.column1"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [True, *values] if mark_scrubbed else values)
+        cursor.execute(sql, values)

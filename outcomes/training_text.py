@@ -23,6 +23,24 @@ def scrubbed(first_name: str, last_name: str, company: str, *texts: str) -> Sequ
     return [scrub(text, first_name=first_name, last_name=last_name, company=company) for text in texts]
 
 
+# How every reserved token starts ("<|endoftext|>", "<|im_start|>", ...): an export refuses them.
+RESERVED_MARK = "<|"
+
+
+def ready_as_stored(*, prompt: str, subject: str, target: str, segment: Sequence[str]) -> bool:
+    """Whether an export may write a label's stored texts as they are (``OutcomeLabel.texts_ready``).
+
+    The texts must already be scrubbed; this checks the rest of what the export's exact path
+    looks at: no reserved token in the prompt, the segment's values, the subject or the training
+    text, a prompt that is not blank when there is one, and a message that is not blank.
+    """
+    if any(RESERVED_MARK in text for text in (prompt, subject, target, *segment)):
+        return False
+    if prompt and not prompt.strip():
+        return False
+    return bool(subject.strip() or target.strip())
+
+
 def assistant_text(subject: str, body: str) -> str:
     """The training target: "Subject: ...\\n\\n" + body, or the body alone when there is no subject."""
     return f"Subject: {subject}\n\n{body}" if subject.strip() else body

@@ -78,6 +78,13 @@ class TrainingRun(models.Model):
     dataset_path = models.CharField(max_length=500, blank=True, default="")
     validation_path = models.CharField(max_length=500, blank=True, default="")
     dataset_sha256 = models.CharField(max_length=64, blank=True, default="")
+    dataset_digest = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="What a later run compares to tell unchanged data: the training file's sha256, or a digest of "
+        "its examples whatever their order when they were written in the table's order.",
+    )
     examples_count = models.PositiveIntegerField(default=0)
     validation_examples_count = models.PositiveIntegerField(default=0)
     positive_examples = models.PositiveIntegerField(default=0)

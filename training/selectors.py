@@ -280,8 +280,8 @@ def version_taken(*, organization_id: uuid.UUID | None, version: str, run_pk: uu
     return runs.exists()
 
 
-def last_succeeded_with_dataset(*, run: TrainingRun, sha256: str) -> TrainingRun | None:
-    """The pool's last successful run, if its dataset's sha256 is ``sha256``; else None.
+def last_succeeded_with_dataset(*, run: TrainingRun, digest: str) -> TrainingRun | None:
+    """The pool's last successful run, if its dataset_digest is ``digest``; else None.
 
     Only the last success counts: data that changed and then came back is new to the model.
     """
@@ -291,7 +291,7 @@ def last_succeeded_with_dataset(*, run: TrainingRun, sha256: str) -> TrainingRun
         .order_by("-finished_at", "-created_at")
         .first()
     )
-    return last if last is not None and sha256 and last.dataset_sha256 == sha256 else None
+    return last if last is not None and digest and last.dataset_digest == digest else None
 
 
 def training_default_organization(*, user: Any) -> Organization | None:

@@ -68,11 +68,11 @@ def step_export(*, run: TrainingRun, claim: Claim) -> bool:
         )
         return run_transition(run=run, source=claim.status, target=Status.SKIPPED, claim=claim, error=reason)
     result = _export(run)
-    unchanged = None if run.force else last_succeeded_with_dataset(run=run, sha256=result.sha256)
+    unchanged = None if run.force else last_succeeded_with_dataset(run=run, digest=result.content_digest)
     if unchanged is not None:
         reason = (
-            f"No new data since {unchanged.model_version}: the dataset (sha256 {result.sha256[:12]}…) equals that "
-            "run's. Force the run to train on it again."
+            f"No new data since {unchanged.model_version}: the dataset's examples (digest "
+            f"{result.content_digest[:12]}…) equal that run's. Force the run to train on them again."
         )
         fields = _dataset_fields(result)
         return run_transition(run=run, source=claim.status, target=Status.SKIPPED, claim=claim, error=reason, **fields)
@@ -118,6 +118,7 @@ def _dataset_fields(result: ExportResult) -> dict[str, Any]:
         "dataset_path": result.path,
         "validation_path": result.validation_path,
         "dataset_sha256": result.sha256,
+        "dataset_digest": result.content_digest,
         "examples_count": result.count,
         "validation_examples_count": result.validation_count,
         "positive_examples": result.positive_examples,

@@ -57,19 +57,67 @@ def test_a_label_written_by_an_agent_is_stored_scrubbed_prompt_included_and_mark
         organization, external_id="m-1", first_name="Jane", company="Acme", prompt="Write to Jane at Acme.", body="Hi."
     )
 
-    assert (label.prompt, label.texts_scrubbed) == ("Write to {{first_name}} at {{company}}.", True)
+    assert (label.prompt, label.texts_ready) == ("Write to {{first_name}} at {{company}}.", True)
 
 
 def test_a_renamed_prospect_has_the_stored_prompt_scrubbed_of_the_new_name(organization: Any) -> None:
     upsert(organization, external_id="m-1", first_name="Jane", prompt="Follow up with Omar.", body="Hi.")
     label = upsert(organization, external_id="m-1", first_name="Omar")
 
-    assert (label.prompt, label.texts_scrubbed) == ("Follow up with {{first_name}}.", True)
+    assert label.prompt == "Follow up with {{first_name}}."
+    assert not label.texts_ready  # its texts changed: an export checks them before it trusts them
     assert label.training_tokens == fresh_count(label)
 
 
-def test_a_label_written_straight_to_the_table_is_not_marked_scrubbed(organization: Any) -> None:
-    assert not OutcomeLabelFactory.create(organization=organization).texts_scrubbed
+def test_a_label_written_straight_to_the_table_is_not_marked_ready(organization: Any) -> None:
+    assert not OutcomeLabelFactory.create(organization=organization).texts_ready
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"prompt": "Close with <|endoftext|>"}, id="reserved-token-in-the-prompt"),
+        pytest.param({"body": "Hi <|im_start|> there."}, id="reserved-token-in-the-body"),
+        pytest.param({"subject": "<|fim_prefix|>"}, id="reserved-token-in-the-subject"),
+        pytest.param({"industry": "SaaS <|x|>"}, id="reserved-token-in-the-segment"),
+        pytest.param({"prompt": " \u2003\n"}, id="blank-prompt"),
+        pytest.param({"subject": " ", "body": "\u3000"}, id="blank-message"),
+    ],
+)
+def test_a_label_an_export_must_write_apart_is_stored_scrubbed_but_not_marked_ready(
+    organization: Any, fields: dict[str, str]
+) -> None:
+    label = upsert(organization, external_id="m-1", first_name="Jane", **{"body": "Hi Jane.", **fields})
+
+    assert not label.texts_ready
+    assert "Jane" not in label.body
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda label: outcome_curate(label=label, excluded_from_training=False, ideal_body="Better."),
+                     id="a-reviewer"),
+        pytest.param(lambda label: OutcomeLabel.objects.filter(pk=label.pk).update(body="Edited <|endoftext|>"),
+                     id="sql"),
+        pytest.param(lambda label: OutcomeLabel.objects.filter(pk=label.pk).update(industry="Retail"),
+                     id="the-segment"),
+    ],
+)  # fmt: skip
+def test_a_label_whose_texts_are_edited_loses_the_mark_until_an_export_checks_it(organization: Any, edit: Any) -> None:
+    label = upsert(organization, external_id="m-1", body="Hi.")
+    assert label.texts_ready
+
+    edit(label)
+
+    assert not OutcomeLabel.objects.get(pk=label.pk).texts_ready
+
+
+def test_a_label_whose_other_fields_change_keeps_the_mark(organization: Any) -> None:
+    label = upsert(organization, external_id="m-1", body="Hi.")
+    OutcomeLabel.objects.filter(pk=label.pk).update(reviewer_note="Fine.", quality_score=0.9)
+
+    assert OutcomeLabel.objects.get(pk=label.pk).texts_ready
 
 
 @pytest.mark.parametrize(

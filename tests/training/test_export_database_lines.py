@@ -9,17 +9,15 @@ import orjson
 import pytest
 from django.db import connection, transaction
 
-from outcomes.models import OutcomeLabel
+from outcomes.models import OutcomeLabel, TrainingText
 from outcomes.services import OutcomeItem, outcome_upsert_bulk
 from outcomes.stored_texts import outcome_texts_scrub
 from tests.factories import OrganizationFactory
 from tests.outcomes.factories import OutcomeLabelFactory, reached
 from tests.outcomes.varied import build_varied_pool, reach
 from training.datasets import OutcomeDataFormatter, Selection
-from training.datasets.database_lines import DatabaseLines, database_query
-from training.datasets.dedupe import SeenTexts
+from training.datasets.database_lines import database_query
 from training.datasets.writer import WrittenDataset
-from training.tokens import ExampleCounter
 from training.validation import DatasetInvalid
 
 pytestmark = [
@@ -104,10 +102,71 @@ def test_the_database_path_writes_the_bytes_of_the_python_path(tmp_path: Path, o
     written = Path(result.path).read_bytes()
     if result.validation_path:
         written += Path(result.validation_path).read_bytes()
-        assert sorted(written.splitlines()) == sorted(expected.splitlines())
+    if options.get("limit"):
+        assert written == expected  # a limit keeps the best: written best first, as the Python path writes them
     else:
-        assert written == expected
+        assert sorted(written.splitlines()) == sorted(expected.splitlines())  # the table's order
     assert result.count >= 10
+
+
+def test_without_a_limit_the_examples_come_in_the_tables_order_and_a_limit_writes_the_best_first(
+    pool: Any, tmp_path: Path
+) -> None:
+    outcome_texts_scrub(organization_id=pool.pk)
+    formatter = OutcomeDataFormatter()
+    whole = formatter.export_to_jsonl(tmp_path / "all.jsonl", organization_id=pool.pk)
+    best = formatter.export_to_jsonl(tmp_path / "best.jsonl", organization_id=pool.pk, limit=whole.count)
+
+    in_table_order, best_first = (Path(result.path).read_bytes().splitlines() for result in (whole, best))
+    assert sorted(in_table_order) == sorted(best_first) and in_table_order != best_first
+    assert best.content_digest == best.sha256 != whole.content_digest
+
+
+def exported(organization: Any) -> OutcomeLabel:
+    """A label whose example an SFT export writes: a positive, and the only label of its text."""
+    marked = TrainingText.objects.filter(organization=organization, duplicated=True).values("training_text_hash")
+    positives = OutcomeLabel.objects.filter(organization=organization, quality_score__gte=0.6, bounced_at=None)
+    return positives.exclude(training_text_hash__in=marked).order_by("id")[0]
+
+
+def moved() -> None:
+    """Rewrite the table in another order (its ids'), every example unchanged, as CLUSTER does."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's own inserts are checked first
+        cursor.execute("CLUSTER outcome_labels USING outcome_labels_pkey")
+
+
+def test_the_digest_of_examples_in_the_tables_order_holds_when_their_rows_move(pool: Any, tmp_path: Path) -> None:
+    outcome_texts_scrub(organization_id=pool.pk)
+    formatter = OutcomeDataFormatter()
+    before = formatter.export_to_jsonl(tmp_path / "before.jsonl", organization_id=pool.pk)
+    again = formatter.export_to_jsonl(tmp_path / "again.jsonl", organization_id=pool.pk)
+    moved()
+    after = formatter.export_to_jsonl(tmp_path / "after.jsonl", organization_id=pool.pk)
+
+    assert again.sha256 == before.sha256  # the same rows in the same places: the same bytes
+    assert after.sha256 != before.sha256  # the rows moved, and the order with them
+    assert after.content_digest == before.content_digest
+    assert sorted(Path(after.path).read_bytes().splitlines()) == sorted(Path(before.path).read_bytes().splitlines())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"ideal_body": "A better text for the reviewer."}, id="text"),
+        pytest.param({"industry": "Logistics", "prompt": ""}, id="request"),
+        pytest.param({"excluded_from_training": True}, id="excluded"),
+    ],
+)
+def test_the_digest_changes_when_an_example_does(pool: Any, tmp_path: Path, change: dict[str, Any]) -> None:
+    outcome_texts_scrub(organization_id=pool.pk)
+    formatter = OutcomeDataFormatter()
+    before = formatter.export_to_jsonl(tmp_path / "before.jsonl", organization_id=pool.pk)
+    OutcomeLabel.objects.filter(pk=exported(pool).pk).update(**change)
+
+    after = formatter.export_to_jsonl(tmp_path / "after.jsonl", organization_id=pool.pk)
+
+    assert after.content_digest != before.content_digest
 
 
 def test_rows_written_around_the_api_are_scrubbed_and_counted_in_place_first(tmp_path: Path) -> None:
@@ -127,7 +186,7 @@ def test_rows_written_around_the_api_are_scrubbed_and_counted_in_place_first(tmp
     result = OutcomeDataFormatter().export_to_jsonl(tmp_path / "train.jsonl", organization_id=organization.pk)
 
     stored = OutcomeLabel.objects.get(pk=labels[0].pk)
-    assert stored.texts_scrubbed and stored.training_tokens
+    assert stored.texts_ready and stored.training_tokens
     assert (stored.prompt, stored.body) == (
         "Write to {{first_name}} at {{company}}.",
         "Hi {{first_name}}, {{company}}'s pipeline, note 0.",
@@ -152,9 +211,7 @@ def test_a_row_the_database_cannot_vouch_for_takes_the_python_path(tmp_path: Pat
     selection = Selection(organization.pk)
     training = formatter.writer(tmp_path / "train.jsonl", "sft", False)
     written = WrittenDataset("sft", training, None)
-    counter = ExampleCounter(formatter.model)
-    fallback = lambda row: formatter.sft_line(row, seen=SeenTexts(), counter=counter)  # noqa: E731
-    lines = DatabaseLines(written, system=formatter.system, counter=counter, kto=False, fallback=fallback)
+    lines = formatter.database_lines(written, "sft")
 
     with transaction.atomic():
         lines.copy(database_query(formatter.query(selection, "sft")).stream(None), None)
@@ -162,7 +219,7 @@ def test_a_row_the_database_cannot_vouch_for_takes_the_python_path(tmp_path: Pat
 
     text = Path(result.path).read_text()
     assert result.count == 12 and "Hi {{first_name}}, one more." in text and "Omar" not in text
-    assert not OutcomeLabel.objects.get(pk=raw.pk).texts_scrubbed  # the Python path never writes
+    assert not OutcomeLabel.objects.get(pk=raw.pk).texts_ready  # the Python path never writes
 
 
 def test_an_invalid_row_is_reported_on_the_same_line_as_the_python_path_reports_it(pool: Any, tmp_path: Path) -> None:
@@ -173,13 +230,20 @@ def test_an_invalid_row_is_reported_on_the_same_line_as_the_python_path_reports_
     OutcomeLabel.objects.filter(pk=best[3].pk).update(body="Done <|endoftext|>", ideal_body="")
     OutcomeLabel.objects.filter(pk=best[5].pk).update(subject="", body="\u2003\n", ideal_body="")
 
+    limit = 10_000  # both best first, so that the lines compare
     with pytest.raises(DatasetInvalid) as database:
-        OutcomeDataFormatter().export_to_jsonl(tmp_path / "a.jsonl", organization_id=pool.pk)
+        OutcomeDataFormatter().export_to_jsonl(tmp_path / "a.jsonl", organization_id=pool.pk, limit=limit)
     with pytest.raises(DatasetInvalid) as python:
-        OutcomeDataFormatter().export_to_jsonl(tmp_path / "b.jsonl", organization_id=pool.pk, include_metadata=True)
+        OutcomeDataFormatter().export_to_jsonl(
+            tmp_path / "b.jsonl", organization_id=pool.pk, include_metadata=True, limit=limit
+        )
+    with pytest.raises(DatasetInvalid) as in_table_order:
+        OutcomeDataFormatter().export_to_jsonl(tmp_path / "c.jsonl", organization_id=pool.pk)
 
     assert database.value.details["errors"] == python.value.details["errors"]
     assert {error["code"] for error in database.value.details["errors"]} == {"special_token", "missing_content"}
+    codes = [error["code"] for error in in_table_order.value.details["errors"]]
+    assert sorted(codes) == sorted(error["code"] for error in database.value.details["errors"])
 
 
 def test_only_postgresql_sft_and_kto_exports_in_the_stored_encoding_take_the_database_path() -> None:

@@ -83,6 +83,8 @@ def test_the_files_hold_the_same_bytes_as_the_examples_serialized_one_by_one(
     if result.validation_path:
         held_out = Path(result.validation_path).read_bytes()
         assert sorted((written + held_out).splitlines()) == sorted(serialized(formatter, pool, options).splitlines())
+    elif result.content_digest != result.sha256:  # written in the table's order (PostgreSQL's database path)
+        assert sorted(written.splitlines()) == sorted(serialized(formatter, pool, options).splitlines())
     else:
         assert written == serialized(formatter, pool, options)
 

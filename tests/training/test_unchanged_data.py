@@ -38,8 +38,8 @@ def test_a_run_on_the_last_successful_dataset_ends_skipped_and_registers_nothing
     second = trained(organization)
 
     assert (first.status, second.status) == (Status.SUCCEEDED, Status.SKIPPED)
-    assert second.error.startswith("No new data since v2.1.0: the dataset (sha256 ")
-    assert second.dataset_sha256 == first.dataset_sha256 and second.model_version == ""
+    assert second.error.startswith("No new data since v2.1.0: the dataset's examples (digest ")
+    assert second.dataset_digest == first.dataset_digest and second.model_version == ""
     assert RegisteredModel.objects.count() == 1
     assert next_version(organization_id=organization.pk) == "v2.2.0"  # the skipped run took no version
     assert second.finished_at is not None and not second.is_active

@@ -16,6 +16,7 @@ formatter's own Python path, so the file is byte for byte the one that path writ
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,40 +28,18 @@ import orjson
 from django.db import connection
 
 from training.datasets.kto import kto_example
-from training.datasets.queries import SEGMENT_COLUMNS, SEGMENT_LABELS, ExampleQuery, SftRow
+from training.datasets.queries import SEGMENT_COLUMNS, ExampleQuery, SftRow
 from training.datasets.writer import JsonlWriter, Line, Progress, WrittenDataset
 from training.tokens import PROMPT_CACHE_SIZE, REPLY_PRIMING_TOKENS, ExampleCounter
 
 PROGRESS_EVERY = 10_000
 CHUNK_ROWS = 1_000  # rows written at once
-# Python's whitespace (str.split, str.strip), as a SQL string and as regular-expression escapes.
+# Python's whitespace (str.strip), as a SQL string and as regular-expression escapes.
 WHITESPACE = "".join(character for character in map(chr, range(0x110000)) if character.isspace())
 WHITESPACE_SQL = "U&'" + "".join(f"\\{ord(character):04X}" for character in WHITESPACE) + "'"
 WHITESPACE_RE = "".join(f"\\u{ord(character):04x}" for character in WHITESPACE)
-WHITESPACE_BUT_SPACE_RE = "".join(f"\\u{ord(character):04x}" for character in WHITESPACE if character != " ")
 TARGET = "COALESCE(NULLIF(l.ideal_body, ''), l.body)"
-
-
-def normalized(column: str) -> str:
-    """A segment value as ``segment_request`` writes it: separators replaced, whitespace collapsed.
-
-    Most values need nothing, which one regular expression settles; the others are translated,
-    their whitespace runs made one space and the ends trimmed, as ``" ".join(value.split())``.
-    """
-    needs_work = f"'[,;={WHITESPACE_BUT_SPACE_RE}]|^ | $|  '"
-    spaced = f"regexp_replace(translate({column}, E',;=\\n\\r', '//:  '), '[{WHITESPACE_RE}]+', ' ', 'g')"
-    return f"CASE WHEN {column} ~ {needs_work} THEN btrim({spaced}, ' ') ELSE {column} END"
-
-
-def request_sql() -> str:
-    """The user message: the agent's prompt, else the segment's request; then the target outcome, if any."""
-    parts = ", ".join(
-        f"'{label}=' || NULLIF({normalized(f'l.{column}')}, '')"
-        for label, column in zip(SEGMENT_LABELS, SEGMENT_COLUMNS, strict=True)
-    )
-    segment = f"COALESCE('Write a message for: ' || NULLIF(concat_ws(', ', {parts}), ''), 'Write a message.')"
-    outcome = "CASE WHEN best.outcome <> '' THEN E'\\n\\nTarget outcome: ' || best.outcome ELSE '' END"
-    return f"(CASE WHEN l.prompt <> '' THEN l.prompt ELSE {segment} END) || {outcome}"
+OUTCOME_SUFFIX = "CASE WHEN best.outcome <> '' THEN E'\\n\\nTarget outcome: ' || best.outcome ELSE '' END"
 
 
 def blank(text: str) -> str:
@@ -71,36 +50,43 @@ def blank(text: str) -> str:
     return f"({text} = '' OR (strpos({WHITESPACE_SQL}, left({text}, 1)) > 0 AND {text} ~ '^[{WHITESPACE_RE}]*$'))"
 
 
-SEGMENT_TEXT = "concat({})".format(", ".join(f"l.{column}" for column in SEGMENT_COLUMNS))
-# A row the database cannot vouch for: written around the API, not counted, a blank message, or a
-# reserved token in one. Checked on the columns the texts are made of; a false alarm (a token
-# split across two segment values, say) only sends the row down the exact path.
-SUSPECT_SQL = (
-    "NOT l.texts_scrubbed OR l.training_tokens IS NULL "
-    f"OR (l.prompt <> '' AND best.outcome = '' AND {blank('l.prompt')}) "
-    f"OR ({blank('l.subject')} AND {blank(TARGET)}) "
-    f"OR strpos(l.prompt, '<|') > 0 OR strpos({SEGMENT_TEXT}, '<|') > 0 "
-    f"OR strpos(l.subject, '<|') > 0 OR strpos({TARGET}, '<|') > 0"
-)
+# A row the database cannot vouch for: written around the API (so not scrubbed), holding a reserved
+# token or a blank message (``texts_ready`` is off for those), or not counted.
+SUSPECT_SQL = "NOT l.texts_ready OR l.training_tokens IS NULL"
 # What a suspect row carries for the Python path (NULL for the others): SftRow's texts, then the outcome.
 RAW_FIELDS = SftRow._fields[: SftRow._fields.index("company") + 1]
 RAW_SQL = "CASE WHEN {} THEN encode(convert_to(json_build_array({})::text, 'UTF8'), 'hex') END".format(
     SUSPECT_SQL, ", ".join(TARGET if name == "target" else f"l.{name}" for name in RAW_FIELDS) + ", best.outcome"
 )
-# The assistant message is "Subject: <subject>\n\n<target>", or the target alone when the subject is blank.
-FIELDS = ("held_out", "kind", "deal", "training_tokens", "request", "subject", "target", "raw")
+# A row's fingerprint: a 64-bit hash of everything its example is made of (the training text by its
+# stored MD5), so that a file in the table's order is described by the sum of its rows' fingerprints.
+FINGERPRINT_SQL = "hash_record_extended(ROW({}, best.outcome, best.kind), 0)".format(
+    ", ".join("l.training_text_hash" if name == "target" else f"l.{name}" for name in RAW_FIELDS)
+)
+# The user message is the agent's prompt (built here) or the segment's request (built in Python from
+# the segment's values and the outcome, once per segment); the assistant message is "Subject:
+# <subject>\n\n<target>", or the target alone when the subject is blank.
+FIELDS = (
+    "held_out", "kind", "deal", "training_tokens", "fingerprint", "request", "subject", "target",
+    *SEGMENT_COLUMNS, "outcome", "raw",
+)  # fmt: skip
+HELD_OUT, KIND, DEAL, TOKENS, FINGERPRINT, REQUEST, SUBJECT, TEXT = range(8)
+SEGMENT_AND_OUTCOME = slice(TEXT + 1, TEXT + 2 + len(SEGMENT_COLUMNS))
+RAW = len(FIELDS) - 1
 EXPRESSIONS = {
     "kind": "best.kind",
     "deal": "best.deal",
     "training_tokens": "l.training_tokens",
-    "request": request_sql(),
+    "fingerprint": FINGERPRINT_SQL,
+    "request": f"CASE WHEN l.prompt <> '' THEN l.prompt || {OUTCOME_SUFFIX} END",
     "subject": f"CASE WHEN NOT {blank('l.subject')} THEN l.subject END",
     "target": TARGET,
+    **{column: f"l.{column}" for column in SEGMENT_COLUMNS},
+    "outcome": "best.outcome",
     "raw": RAW_SQL,
 }
-# How a row that is not suspect ends in COPY's text format: its last field, raw, is NULL.
+# COPY's text format writes NULL so: a row that is not suspect has a NULL raw field.
 NULL = b"\\N"
-CLEAN_END = b"\t" + NULL + b"\n"
 # COPY's text format escapes a text almost as JSON escapes a string: a backslash, \b, \f, \n, \r and
 # \t alike. It leaves quotes alone (JSON escapes them), writes a vertical tab as \v (JSON: \u000b)
 # and leaves other control characters raw (JSON escapes them). A chunk holding either of the last
@@ -108,7 +94,14 @@ CLEAN_END = b"\t" + NULL + b"\n"
 RAW_CONTROLS = bytes([*range(0x09), *range(0x0B, 0x20)])
 ALL_BUT_RAW_CONTROLS = bytes(byte for byte in range(256) if byte not in RAW_CONTROLS)
 COPY_ESCAPES = {b"\\": b"\\", b"n": b"\n", b"t": b"\t", b"r": b"\r", b"b": b"\b", b"f": b"\f", b"v": b"\v"}
+# A chunk's quotes are escaped before its fields are split (see DatabaseLines.chunk).
+COPY_AND_QUOTE_ESCAPES = {**COPY_ESCAPES, b'"': b'"'}
 COPY_ESCAPE = re.compile(rb"\\(.)")
+
+
+def copied_text(copied: bytes) -> str:
+    """A text as COPY wrote it (its quotes escaped or not), as the text itself."""
+    return COPY_ESCAPE.sub(lambda match: COPY_AND_QUOTE_ESCAPES[match.group(1)], copied).decode()
 
 
 def json_string(copied: bytes) -> bytes:
@@ -119,7 +112,7 @@ def json_string(copied: bytes) -> bytes:
 
 def exact_json(record: list[bytes]) -> list[bytes]:
     """A row whose texts hold characters COPY and JSON escape differently, with its texts made JSON."""
-    for index in (4, 5, 6):
+    for index in (REQUEST, SUBJECT, TEXT):
         if record[index] != NULL:
             record[index] = json_string(record[index])
     return record
@@ -128,6 +121,18 @@ def exact_json(record: list[bytes]) -> list[bytes]:
 def subject_part(subject: bytes) -> bytes:
     """The start of an assistant message: "Subject: ...", then a blank line (in JSON), or nothing."""
     return b"" if subject == NULL else b"Subject: " + subject + b"\\n\\n"
+
+
+def plan_for_export() -> None:
+    """Settings for the export's transaction: no JIT, and a table read from its start.
+
+    The export's query is costly by the planner's measure, so PostgreSQL would compile its
+    expressions, which takes longer than the whole read; and a scan joined to another scan of the
+    table midway would change the order of the rows of a file written in the table's order.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL synchronize_seqscans = off")
 
 
 def database_query(query: ExampleQuery) -> ExampleQuery:
@@ -146,8 +151,8 @@ class Output:
 
     def write(self, records: list[list[bytes]], counts: list[int]) -> None:
         """Write clean rows (already counted) as lines: fixed fragments around the rows' JSON strings."""
-        requests, subjects, targets = (map(itemgetter(index), records) for index in (4, 5, 6))
-        ends = map(self.tails.__getitem__, map(b"1".__eq__, map(itemgetter(1), records)))
+        requests, subjects, targets = (map(itemgetter(index), records) for index in (REQUEST, SUBJECT, TEXT))
+        ends = map(self.tails.__getitem__, map(b"1".__eq__, map(itemgetter(KIND), records)))
         pieces = zip(repeat(self.head), requests, repeat(self.middle), map(subject_part, subjects), targets, ends)
         self.writer.write_lines(b"".join(chain.from_iterable(pieces)), len(records))
         self.writer.validator.feed_counted(counts)
@@ -162,9 +167,12 @@ class DatabaseLines:
 
     def __init__(
         self, dataset: WrittenDataset, *, system: dict[str, str], counter: ExampleCounter, kto: bool,
-        fallback: Callable[[SftRow], Line | None],
+        fallback: Callable[[SftRow], Line | None], segment_request: Callable[[tuple[str, ...], str], str],
     ) -> None:  # fmt: skip
         self.dataset, self.counter, self.kto, self.fallback = dataset, counter, kto, fallback
+        self.segment_request = segment_request
+        self.segment_requests: dict[tuple[bytes, ...], bytes] = {}
+        self.fingerprints = 0  # the sum of the training file's rows' fingerprints
         self.fixed = counter.message("system", system["content"]) + REPLY_PRIMING_TOKENS + counter.completion("", 0)
         self.request_counts: dict[bytes, int] = {}
         user = b',{"role":"user","content":"'
@@ -202,12 +210,12 @@ class DatabaseLines:
         records = [line.split(b"\t") for line in text.split(b"\n")[:-1]]
         if exact:
             records = [exact_json(record) for record in records]
-        if text.count(CLEAN_END) == len(records):
+        if all(record[RAW] == NULL for record in records):
             self.clean(records)
             return len(records)
         start = 0
         for index, record in enumerate(records):
-            if record[7] != NULL:
+            if record[RAW] != NULL:
                 self.clean(records[start:index])
                 self.suspect(record)
                 start = index + 1
@@ -217,21 +225,41 @@ class DatabaseLines:
     def clean(self, records: list[list[bytes]]) -> None:
         """Rows the database vouches for: tokens from the stored count and the cached request counts."""
         if self.validation is not None:
-            self.to(self.validation, [record for record in records if record[0] == b"1"])
-            records = [record for record in records if record[0] != b"1"]
+            self.to(self.validation, [record for record in records if record[HELD_OUT] == b"1"])
+            records = [record for record in records if record[HELD_OUT] != b"1"]
         self.to(self.training, records)
 
     def to(self, output: Output, records: list[list[bytes]]) -> None:
         if not records:
             return
         known, fixed = self.request_counts, self.fixed
+        for record in records:
+            if record[REQUEST] == NULL:
+                record[REQUEST] = self.request_of_segment(tuple(record[SEGMENT_AND_OUTCOME]))
         counts = [
-            fixed + (known.get(record[4]) or self.count_request(record[4])) + int(record[3]) for record in records
+            fixed + (known.get(record[REQUEST]) or self.count_request(record[REQUEST])) + int(record[TOKENS])
+            for record in records
         ]
         output.write(records, counts)
         if output is self.training:
-            kinds, deals = [record[1] for record in records], [record[2] for record in records]
+            self.fingerprints += sum(map(int, map(itemgetter(FINGERPRINT), records)))
+            kinds, deals = [record[KIND] for record in records], [record[DEAL] for record in records]
             self.dataset.count_many(positive=kinds.count(b"1"), total=len(kinds), deals=deals.count(b"1"))
+
+    def request_of_segment(self, copied: tuple[bytes, ...]) -> bytes:
+        """The user message of a row without a prompt (the inside of its JSON string), remembered per segment.
+
+        ``copied`` is the segment's values and the outcome as COPY wrote them; the request is the
+        formatter's own, so it is worded exactly as the Python path words it.
+        """
+        request = self.segment_requests.get(copied)
+        if request is None:
+            if len(self.segment_requests) >= PROMPT_CACHE_SIZE:
+                self.segment_requests.clear()
+            *segment, outcome = map(copied_text, copied)
+            text = self.segment_request(tuple(segment), outcome)
+            request = self.segment_requests[copied] = orjson.dumps(text)[1:-1]
+        return request
 
     def count_request(self, request: bytes) -> int:
         """Tokens of a user message (the inside of its JSON string), remembered in a bounded memory."""
@@ -257,4 +285,11 @@ class DatabaseLines:
         output.writer.write_lines(orjson.dumps(example, option=orjson.OPT_APPEND_NEWLINE), 1)
         output.writer.validator.feed_example(example, counted)
         if output is self.training:
+            self.fingerprints += int(record[FINGERPRINT])
             self.dataset.count(positive=positive, deal=closed)
+
+    def order_free_digest(self) -> str:
+        """The training file's examples, described whatever their order: its frame, count and fingerprints' sum."""
+        frame = b"\0".join([self.training.head, self.training.middle, *self.training.tails])
+        described = b"\0".join([b"examples in any order", frame, b"%d" % self.dataset.training.count])
+        return hashlib.sha256(described + b"\0%d" % (self.fingerprints % (1 << 64))).hexdigest()

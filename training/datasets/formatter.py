@@ -19,7 +19,7 @@ from django.db import connection, transaction
 
 from outcomes.stored_texts import outcome_texts_scrub
 from outcomes.training_text import assistant_text, scrubbed
-from training.datasets.database_lines import DatabaseLines, database_query
+from training.datasets.database_lines import DatabaseLines, database_query, plan_for_export
 from training.datasets.dedupe import SeenTexts
 from training.datasets.kto import kto_example, kto_query
 from training.datasets.pairs import DpoRow, dpo_query
@@ -81,6 +81,12 @@ def segment_request(values: tuple[str, ...], positions: tuple[int, ...] = LEVEL_
         if value:
             parts.append(f"{SEGMENT_LABELS[position]}={value}")
     return "Write a message for: " + ", ".join(parts) if parts else "Write a message."
+
+
+def user_request(prompt: str, segment: tuple[str, ...], outcome: str) -> str:
+    """The user message: the agent's prompt, else the segment's request; then the target outcome, if any."""
+    request = prompt or segment_request(segment)
+    return f"{request}\n\nTarget outcome: {outcome}" if outcome else request
 
 
 def uuid_text(value: Any) -> str:
@@ -185,22 +191,32 @@ class OutcomeDataFormatter:
         if database:
             outcome_texts_scrub(organization_id=selection.organization_id)
         with transaction.atomic():
+            if database:
+                plan_for_export()
+                selection = dataclasses.replace(selection, table_order=True)
             query = self.query(selection, method, include_metadata=include_metadata)
             cutoff = query.cutoff(validation_percent) if validation_percent else None
-            training = self.writer(path, method, include_metadata)
             held_out = validation_path or default_validation_path(path)
-            written = WrittenDataset(
-                method, training, self.writer(held_out, method, include_metadata) if cutoff else None
-            )
+            validation = self.writer(held_out, method, include_metadata) if cutoff else None
+            written = WrittenDataset(method, self.writer(path, method, include_metadata), validation)
             try:
                 if database:
-                    self.database_lines(written, method).copy(database_query(query).stream(cutoff), progress)
+                    self.database_written(written, query, cutoff, progress)
                 else:
                     self.python_lines(written, selection, query.stream(cutoff), include_metadata, progress)
             except BaseException:
                 written.discard()
                 raise
         return written
+
+    def database_written(
+        self, written: WrittenDataset, query: ExampleQuery, cutoff: tuple[Any, Any] | None, progress: Progress | None
+    ) -> None:
+        """Write the query's examples with texts the database builds; an order-free digest when in table order."""
+        lines = self.database_lines(written, written.method)
+        lines.copy(database_query(query).stream(cutoff), progress)
+        if query.in_table_order:
+            written.order_free_digest = lines.order_free_digest()
 
     def python_lines(
         self,
@@ -229,7 +245,14 @@ class OutcomeDataFormatter:
         """The writer of :func:`database_query`'s rows, falling back on :meth:`sft_line` for suspect rows."""
         counter = ExampleCounter(self.model)
         fallback = functools.partial(self.sft_line, seen=SeenTexts(), counter=counter)
-        return DatabaseLines(written, system=self.system, counter=counter, kto=method == "kto", fallback=fallback)
+        return DatabaseLines(
+            written,
+            system=self.system,
+            counter=counter,
+            kto=method == "kto",
+            fallback=fallback,
+            segment_request=functools.partial(user_request, ""),
+        )
 
     def writer(self, path: Path, method: Method, include_metadata: bool) -> JsonlWriter:
         """A temporary file for ``path`` whose examples are validated for this formatter's model."""
@@ -311,9 +334,7 @@ class OutcomeDataFormatter:
         )
         if seen is not None and not seen.first(text):
             return None
-        request = prompt or segment_request(row.segment)
-        if row.outcome:
-            request = f"{request}\n\nTarget outcome: {row.outcome}"
+        request = user_request(prompt, row.segment, row.outcome)
         assistant = assistant_text(subject, text)
         example: dict[str, Any] = {
             "messages": [self.system, {"role": "user", "content": request}, {"role": "assistant", "content": assistant}]

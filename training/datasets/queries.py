@@ -16,9 +16,9 @@ from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar
 
 from django.db import connection
-from django.db.models import Case, CharField, IntegerField, Q, Value, When
+from django.db.models import Case, CharField, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 
-from outcomes.models import OutcomeLabel
+from outcomes.models import OutcomeLabel, TrainingText
 from outcomes.selectors import NEGATIVE_QUALITY_BELOW, example_kind, matured_before, ranked_pool, training_data_stats
 
 Row = TypeVar("Row")
@@ -62,6 +62,8 @@ class Selection:
     outcome_conditioned: bool = False
     limit: int | None = None
     matured_at: datetime.datetime = field(default_factory=matured_before)
+    # Whether the examples may come in the table's order (see :func:`table_order_query`).
+    table_order: bool = False
 
 
 def select_list(fields: Sequence[str], expressions: Mapping[str, str]) -> str:
@@ -87,10 +89,18 @@ class ExampleQuery:
     time_key: str
     id_key: str
     limit: int | None
+    source_params: Sequence[Any] = ()  # the source's, which follow the select list's in the statement
+
+    @property
+    def in_table_order(self) -> bool:
+        """Whether rows come in the table's order (no ``ORDER BY``), so a file's bytes depend on it."""
+        return not self.order
 
     def select(self, columns: str, extra_params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
-        sql = f"{self.prefix} SELECT {columns} FROM {self.source} ORDER BY {self.order}"  # noqa: S608 - constants
-        params = [*self.params, *extra_params]
+        sql = f"{self.prefix} SELECT {columns} FROM {self.source}"  # noqa: S608 - constants
+        if self.order:
+            sql = f"{sql} ORDER BY {self.order}"
+        params = [*self.params, *extra_params, *self.source_params]
         if self.limit:
             sql, params = f"{sql} LIMIT %s", [*params, self.limit]
         return sql, params
@@ -207,8 +217,11 @@ def best_first_query(selection: Selection, kinds: Sequence[int], fields: Sequenc
 
     The duplicate collapse and the classes need only the pool index's columns, so PostgreSQL
     ranks the pool on that index alone and sorts the narrow ranked rows; each winner's texts
-    are then read by id, in that order, so no sort ever carries the texts.
+    are then read by id, in that order, so no sort ever carries the texts. A selection that may
+    come in the table's order, with no limit to choose the best, is :func:`table_order_query`'s.
     """
+    if selection.table_order and selection.limit is None and selection.organization_id is not None:
+        return table_order_query(selection, kinds, fields)
     pool, params = pool_sql(selection, kinds, RANK_COLUMNS)
     return ExampleQuery(
         prefix=f"WITH best AS (SELECT * FROM ({pool}) pool ORDER BY {BEST_OF_POOL})",  # noqa: S608 - constants
@@ -220,6 +233,59 @@ def best_first_query(selection: Selection, kinds: Sequence[int], fields: Sequenc
         time_key="best.sent_at",
         id_key="best.id",
         limit=selection.limit,
+    )
+
+
+# What a row of :func:`table_order_query` reads of its label, beside its class, deal flag and outcome.
+LABEL_COLUMNS = (*POOL_COLUMNS, "texts_ready", "training_text_hash")
+TABLE_ORDER_SOURCE = (
+    "({labels}) l CROSS JOIN LATERAL (SELECT l.id, l.sent_at, l.quality_score, l.example_kind AS kind, "
+    "l.example_deal AS deal, l.example_outcome AS outcome) best"
+)
+
+
+def pool_winners(organization_id: uuid.UUID | str | None) -> QuerySet[OutcomeLabel]:
+    """The pool's labels that count, unranked: alone with their text, or the best of a marked text."""
+    same_text = {"organization_id": OuterRef("organization_id"), "training_text_hash": OuterRef("training_text_hash")}
+    best_of_text = (
+        OutcomeLabel.objects.filter(**same_text)
+        .eligible_for_training()
+        .order_by(F("quality_score").desc(), F("sent_at").desc(), F("id").desc())
+        .values("id")[:1]
+    )
+    marked = TrainingText.objects.filter(**same_text, duplicated=True)
+    labels = OutcomeLabel.objects.for_pool(organization_id).eligible_for_training().order_by()
+    return labels.filter(~Exists(marked) | Q(id=Subquery(best_of_text)))
+
+
+def table_order_query(selection: Selection, kinds: Sequence[int], fields: Sequence[str]) -> ExampleQuery:
+    """An organization's pool of ``kinds`` in the table's order: one pass over its rows, no sort.
+
+    A label whose text no other label of the organization has carried (the database marks the
+    others, :class:`~outcomes.models.TrainingText`) is its text's best; a label of a marked text
+    is kept when it is the best of its text (one probe of the pool index). The rows' order is the
+    table's, which updates change, so a file written from it is described by an order-free digest.
+    The row's columns are the label's (``l``) and its pool columns (``best``), as in
+    :func:`best_first_query`.
+    """
+    labels = pool_winners(selection.organization_id).annotate(
+        example_kind=example_kind(selection.min_quality_score, selection.matured_at),
+        example_deal=CLOSED_A_DEAL,
+        example_outcome=OUTCOME_NAME if selection.outcome_conditioned else Value("", output_field=CharField()),
+    )
+    columns = (*LABEL_COLUMNS, "example_kind", "example_deal", "example_outcome")
+    sql, params = labels.filter(example_kind__in=list(kinds)).values(*columns).query.sql_with_params()
+    return ExampleQuery(
+        prefix="",
+        params=[],
+        source=TABLE_ORDER_SOURCE.format(labels=sql),
+        source_params=list(params),
+        fields=fields,
+        expressions=SFT_EXPRESSIONS,
+        order="",
+        time_key="best.sent_at",
+        id_key="best.id",
+        limit=None,
     )
 
 

@@ -50,6 +50,9 @@ class ExportResult:
     validation_path: str = ""
     validation_count: int = 0
     validation_sha256: str = ""
+    # What "the same dataset" compares: the training file's sha256, unless its examples come in the
+    # table's order, which updates change; then a digest of its examples whatever their order.
+    content_digest: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON and for a training run's record (Decimals as strings)."""
@@ -61,6 +64,7 @@ class ExportResult:
             "validation_path": self.validation_path,
             "validation_count": self.validation_count,
             "validation_sha256": self.validation_sha256,
+            "content_digest": self.content_digest,
             "positive_examples": self.positive_examples,
             "negative_examples": self.negative_examples,
             "deals_in_training": self.deals_in_training,
@@ -136,6 +140,7 @@ class WrittenDataset:
     positive_examples: int = 0
     negative_examples: int = 0
     deals_in_training: int = 0
+    order_free_digest: str = ""  # set when the examples come in the table's order
 
     def count(self, *, positive: bool, deal: bool) -> None:
         """Count one example of the training file by class, and whether it closed a deal."""
@@ -187,11 +192,12 @@ class WrittenDataset:
     def result(self, report: ValidationReport, cost: CostEstimate) -> ExportResult:
         """Rename the files into place and describe them."""
         validation = self.validation
+        sha256 = self.training.commit()
         return ExportResult(
             method=self.method,
             path=str(self.training.path),
             count=self.training.count,
-            sha256=self.training.commit(),
+            sha256=sha256,
             positive_examples=self.positive_examples,
             negative_examples=self.negative_examples,
             deals_in_training=self.deals_in_training,
@@ -203,6 +209,7 @@ class WrittenDataset:
             validation_path=str(validation.path) if validation is not None else "",
             validation_count=validation.count if validation is not None else 0,
             validation_sha256=validation.commit() if validation is not None else "",
+            content_digest=self.order_free_digest or sha256,
         )
 
     def discard(self) -> None:

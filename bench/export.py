@@ -23,7 +23,8 @@ the median with the range:
   validation or counting): the floor on SQLite, where there is no COPY;
 - ``export_full@baseline``, with ``--baseline-tree DIR``: ``export_full`` of another checkout (say,
   the main branch, with this script copied into its ``bench/``) in the same rounds, for a
-  before/after under the same conditions.
+  before/after under the same conditions; ``--baseline-database URL`` when that checkout's schema
+  differs (a copy of the database made with ``CREATE DATABASE ... TEMPLATE``, migrated back).
 
 Floors time only the statement and the bytes it returns: no ``COUNT(*)``, no start-up. Every
 variant is timed inside its process, after Django's set-up and the connection are made, so process
@@ -375,14 +376,17 @@ def child(variant: str, org_id: str) -> None:
 
 BASELINE_SUFFIX = "@baseline"
 BASELINE_TREE: list[Path] = []  # --baseline-tree: another checkout whose export runs beside this one's
+BASELINE_DATABASE: list[str] = []  # --baseline-database: the database that checkout reads (its schema)
 
 
 def run_child(variant: str, org_id: str) -> dict[str, Any]:
-    script, name = Path(__file__), variant
+    script, name, env = Path(__file__), variant, os.environ.copy()
     if variant.endswith(BASELINE_SUFFIX):
         script, name = BASELINE_TREE[0] / "bench" / "export.py", variant.removesuffix(BASELINE_SUFFIX)
+        if BASELINE_DATABASE:
+            env["DATABASE_URL"] = BASELINE_DATABASE[0]
     command = [sys.executable, str(script), "--child", name, "--org", org_id]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())  # noqa: S603
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)  # noqa: S603
     if done.returncode:
         raise SystemExit(f"{variant} failed:\n{done.stderr}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -460,6 +464,10 @@ def main() -> None:
         type=Path,
         help="another checkout (with this bench copied in): its export_full runs in the same rounds",
     )
+    parser.add_argument(
+        "--baseline-database",
+        help="the database the baseline tree reads, when its schema differs: a copy of this one's, migrated back",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--org", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -477,6 +485,7 @@ def main() -> None:
     variants = [name for name in chosen if is_postgres() or name not in POSTGRES_ONLY]
     if args.baseline_tree:
         BASELINE_TREE.append(args.baseline_tree.resolve())
+        BASELINE_DATABASE.extend([args.baseline_database] if args.baseline_database else [])
         variants.append("export_full" + BASELINE_SUFFIX)
     report(interleaved(variants, org_id, args.rounds))
 

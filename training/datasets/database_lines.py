@@ -1,16 +1,16 @@
 """SFT and KTO examples whose JSON PostgreSQL writes: the export's fast path.
 
 On PostgreSQL, an SFT or KTO export without metadata, for a model counted in the stored
-encoding, lets the database build each example's two texts: the request (the agent's prompt,
-else the segment's request exactly as :func:`~training.datasets.formatter.segment_request`
-words it, plus the target outcome when conditioned) and the assistant message, both as JSON
-strings. One ``COPY`` streams them in the export's order. Python only places fixed fragments
-around them, adds the stored token counts to the cached counts of the prompts, and writes and
-hashes the bytes.
+encoding, lets the database build each example's texts as JSON strings: the assistant message,
+and the user message when the agent gave a prompt (plus the target outcome when conditioned). A
+row without a prompt carries its segment's values, and its request is the formatter's own,
+built once per segment. One ``COPY`` streams the rows in the export's order. Python only places
+fixed fragments around the texts, adds the stored token counts to the cached counts of the
+requests, and writes and hashes the bytes.
 
-A row the database cannot vouch for (written around the API, so not stored scrubbed; not
-counted; blank; holding a reserved token) carries its raw columns instead and takes the
-formatter's own Python path, so the file is byte for byte the one that path writes.
+A row the database cannot vouch for (not marked ``texts_ready``: written around the API, edited
+since, or holding a reserved token or a blank message; or not counted) carries its raw columns
+instead and takes the formatter's own Python path, so its line is the one that path writes.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ class DatabaseLines:
         text = b"".join(rows)
         exact = bool(text.translate(None, ALL_BUT_RAW_CONTROLS)) or b"\\v" in text
         if not exact:
-            text = text.replace(b'"', b'\\"')  # the texts become JSON strings; no other field holds a quote
+            text = text.replace(b'"', b'\\"')  # the texts become JSON strings (copied_text reads the others back)
         records = [line.split(b"\t") for line in text.split(b"\n")[:-1]]
         if exact:
             records = [exact_json(record) for record in records]

@@ -32,9 +32,12 @@ def ready_as_stored(*, prompt: str, subject: str, target: str, segment: Sequence
 
     The texts must already be scrubbed; this checks the rest of what the export's exact path
     looks at: no reserved token in the prompt, the segment's values, the subject or the training
-    text, a prompt that is not blank when there is one, and a message that is not blank.
+    text, a prompt that is not blank when there is one, and a message that is not blank. The
+    export's database path also carries the segment's values tab-separated, so none may hold a tab.
     """
     if any(RESERVED_MARK in text for text in (prompt, subject, target, *segment)):
+        return False
+    if any("\t" in value for value in segment):
         return False
     if prompt and not prompt.strip():
         return False

@@ -42,6 +42,7 @@ TEXTS = ("prompt", "subject", TARGET, "industry", "role", "company_size", "frame
 NOT_READY = " OR ".join(
     [
         *(f"strpos({text}, '<|') > 0" for text in TEXTS),
+        *(f"strpos({column}, E'\\t') > 0" for column in TEXTS[3:]),
         "(prompt <> '' AND NOT prompt ~ '[[:alnum:]]')",
         f"(NOT subject ~ '[[:alnum:]]' AND NOT {TARGET} ~ '[[:alnum:]]')",
     ]

@@ -80,6 +80,7 @@ def test_a_label_written_straight_to_the_table_is_not_marked_ready(organization:
         pytest.param({"body": "Hi <|im_start|> there."}, id="reserved-token-in-the-body"),
         pytest.param({"subject": "<|fim_prefix|>"}, id="reserved-token-in-the-subject"),
         pytest.param({"industry": "SaaS <|x|>"}, id="reserved-token-in-the-segment"),
+        pytest.param({"role": "VP\tSales"}, id="tab-in-the-segment"),
         pytest.param({"prompt": " \u2003\n"}, id="blank-prompt"),
         pytest.param({"subject": " ", "body": "\u3000"}, id="blank-message"),
     ],

@@ -63,26 +63,24 @@ RAW_SQL = "CASE WHEN {} THEN encode(convert_to(json_build_array({})::text, 'UTF8
 FINGERPRINT_SQL = "hash_record_extended(ROW({}, best.outcome, best.kind), 0)".format(
     ", ".join("l.training_text_hash" if name == "target" else f"l.{name}" for name in RAW_FIELDS)
 )
-# The user message is the agent's prompt (built here) or the segment's request (built in Python from
-# the segment's values and the outcome, once per segment); the assistant message is "Subject:
-# <subject>\n\n<target>", or the target alone when the subject is blank.
-FIELDS = (
-    "held_out", "kind", "deal", "training_tokens", "fingerprint", "request", "subject", "target",
-    *SEGMENT_COLUMNS, "outcome", "raw",
-)  # fmt: skip
-HELD_OUT, KIND, DEAL, TOKENS, FINGERPRINT, REQUEST, SUBJECT, TEXT = range(8)
-SEGMENT_AND_OUTCOME = slice(TEXT + 1, TEXT + 2 + len(SEGMENT_COLUMNS))
-RAW = len(FIELDS) - 1
+# The user message is the agent's prompt (built here), or else the segment's request, built in Python
+# from the segment's values and the outcome (one text, tab-separated: a ready row's segment holds no
+# tab), once per segment. The assistant message is "Subject: <subject>\n\n<target>", or the target
+# alone when the subject is blank.
+FIELDS = ("held_out", "kind", "deal", "training_tokens", "fingerprint", "request", "segment", "assistant", "raw")
+HELD_OUT, KIND, DEAL, TOKENS, FINGERPRINT, REQUEST, SEGMENT, ASSISTANT, RAW = range(len(FIELDS))
+SEGMENT_SEPARATOR = "\t"
+SUBJECT_LINE = "'Subject: ' || l.subject || E'\\n\\n'"
 EXPRESSIONS = {
     "kind": "best.kind",
     "deal": "best.deal",
     "training_tokens": "l.training_tokens",
     "fingerprint": FINGERPRINT_SQL,
     "request": f"CASE WHEN l.prompt <> '' THEN l.prompt || {OUTCOME_SUFFIX} END",
-    "subject": f"CASE WHEN NOT {blank('l.subject')} THEN l.subject END",
-    "target": TARGET,
-    **{column: f"l.{column}" for column in SEGMENT_COLUMNS},
-    "outcome": "best.outcome",
+    "segment": "CASE WHEN l.prompt = '' THEN concat_ws(E'\\t', {}, best.outcome) END".format(
+        ", ".join(f"l.{column}" for column in SEGMENT_COLUMNS)
+    ),
+    "assistant": f"CASE WHEN {blank('l.subject')} THEN {TARGET} ELSE {SUBJECT_LINE} || {TARGET} END",
     "raw": RAW_SQL,
 }
 # COPY's text format writes NULL so: a row that is not suspect has a NULL raw field.
@@ -112,15 +110,10 @@ def json_string(copied: bytes) -> bytes:
 
 def exact_json(record: list[bytes]) -> list[bytes]:
     """A row whose texts hold characters COPY and JSON escape differently, with its texts made JSON."""
-    for index in (REQUEST, SUBJECT, TEXT):
+    for index in (REQUEST, ASSISTANT):
         if record[index] != NULL:
             record[index] = json_string(record[index])
     return record
-
-
-def subject_part(subject: bytes) -> bytes:
-    """The start of an assistant message: "Subject: ...", then a blank line (in JSON), or nothing."""
-    return b"" if subject == NULL else b"Subject: " + subject + b"\\n\\n"
 
 
 def plan_for_export() -> None:
@@ -151,9 +144,9 @@ class Output:
 
     def write(self, records: list[list[bytes]], counts: list[int]) -> None:
         """Write clean rows (already counted) as lines: fixed fragments around the rows' JSON strings."""
-        requests, subjects, targets = (map(itemgetter(index), records) for index in (REQUEST, SUBJECT, TEXT))
+        requests, assistants = map(itemgetter(REQUEST), records), map(itemgetter(ASSISTANT), records)
         ends = map(self.tails.__getitem__, map(b"1".__eq__, map(itemgetter(KIND), records)))
-        pieces = zip(repeat(self.head), requests, repeat(self.middle), map(subject_part, subjects), targets, ends)
+        pieces = zip(repeat(self.head), requests, repeat(self.middle), assistants, ends)
         self.writer.write_lines(b"".join(chain.from_iterable(pieces)), len(records))
         self.writer.validator.feed_counted(counts)
 
@@ -171,7 +164,7 @@ class DatabaseLines:
     ) -> None:  # fmt: skip
         self.dataset, self.counter, self.kto, self.fallback = dataset, counter, kto, fallback
         self.segment_request = segment_request
-        self.segment_requests: dict[tuple[bytes, ...], bytes] = {}
+        self.segment_requests: dict[bytes, bytes] = {}
         self.fingerprints = 0  # the sum of the training file's rows' fingerprints
         self.fixed = counter.message("system", system["content"]) + REPLY_PRIMING_TOKENS + counter.completion("", 0)
         self.request_counts: dict[bytes, int] = {}
@@ -235,7 +228,7 @@ class DatabaseLines:
         known, fixed = self.request_counts, self.fixed
         for record in records:
             if record[REQUEST] == NULL:
-                record[REQUEST] = self.request_of_segment(tuple(record[SEGMENT_AND_OUTCOME]))
+                record[REQUEST] = self.request_of_segment(record[SEGMENT])
         counts = [
             fixed + (known.get(record[REQUEST]) or self.count_request(record[REQUEST])) + int(record[TOKENS])
             for record in records
@@ -246,17 +239,17 @@ class DatabaseLines:
             kinds, deals = [record[KIND] for record in records], [record[DEAL] for record in records]
             self.dataset.count_many(positive=kinds.count(b"1"), total=len(kinds), deals=deals.count(b"1"))
 
-    def request_of_segment(self, copied: tuple[bytes, ...]) -> bytes:
+    def request_of_segment(self, copied: bytes) -> bytes:
         """The user message of a row without a prompt (the inside of its JSON string), remembered per segment.
 
-        ``copied`` is the segment's values and the outcome as COPY wrote them; the request is the
-        formatter's own, so it is worded exactly as the Python path words it.
+        ``copied`` is the segment's values and the outcome, tab-separated, as COPY wrote them; the
+        request is the formatter's own, so it is worded exactly as the Python path words it.
         """
         request = self.segment_requests.get(copied)
         if request is None:
             if len(self.segment_requests) >= PROMPT_CACHE_SIZE:
                 self.segment_requests.clear()
-            *segment, outcome = map(copied_text, copied)
+            *segment, outcome = copied_text(copied).split(SEGMENT_SEPARATOR)
             text = self.segment_request(tuple(segment), outcome)
             request = self.segment_requests[copied] = orjson.dumps(text)[1:-1]
         return request

@@ -55,43 +55,88 @@ def training_pool(*, organization_id: uuid.UUID | str | None = None) -> OutcomeL
 
 STATS_COLUMNS = ("id", "quality_score", "sent_at", *POOL_STAGE_COLUMNS)
 STATS_NAMES = ("total_examples", "positive_examples", "negative_examples", "deals_closed", "meetings_booked", "replies")
-# The classes of positive_q and negative_q and the stages, over the best label of each text.
-STATS_SQL = """SELECT COUNT(*) AS total_examples,
-    COUNT(*) FILTER (WHERE quality_score >= %s AND bounced_at IS NULL) AS positive_examples,
-    COUNT(*) FILTER (WHERE quality_score < %s AND sent_at <= %s) AS negative_examples,
-    COUNT(*) FILTER (WHERE deal_closed_at IS NOT NULL) AS deals_closed,
-    COUNT(*) FILTER (WHERE meeting_booked_at IS NOT NULL OR meeting_completed_at IS NOT NULL) AS meetings_booked,
-    COUNT(*) FILTER (WHERE replied_at IS NOT NULL) AS replies
-FROM ({best}) best"""
+# The classes of positive_q and negative_q and the stages, over a part's rows, each count times its sign.
+STATS_SQL = """SELECT {sign} * COUNT(*) AS total_examples,
+    {sign} * COUNT(*) FILTER (WHERE quality_score >= %s AND bounced_at IS NULL) AS positive_examples,
+    {sign} * COUNT(*) FILTER (WHERE quality_score < %s AND sent_at <= %s) AS negative_examples,
+    {sign} * COUNT(*) FILTER (WHERE deal_closed_at IS NOT NULL) AS deals_closed,
+    {sign} * COUNT(*) FILTER (WHERE meeting_booked_at IS NOT NULL OR meeting_completed_at IS NOT NULL)
+        AS meetings_booked,
+    {sign} * COUNT(*) FILTER (WHERE replied_at IS NOT NULL) AS replies
+FROM ({rows}) rows"""
 # The text hashes are split into this many ranges, walked apart and summed: PostgreSQL's parallel
-# workers can walk one range each (a Parallel Append), and without workers nothing is lost.
+# workers walk one range each (a Parallel Append), and without workers nothing is lost.
 STATS_RANGES = 3
+
+
+def _summed_counts(groups: list[list[tuple[int, OutcomeLabelQuerySet]]], min_quality_score: float) -> dict[str, int]:
+    """The statistics' counts over parts of the pool, each added (sign 1) or taken away (-1), in one query.
+
+    Each group's parts are summed in a subquery of its own, so that PostgreSQL plans the groups
+    apart: a group of parallel-safe parts runs as one Parallel Append, whatever the others hold.
+    The classes are :func:`positive_q` and :func:`negative_q` written in SQL; a test holds them equal.
+    """
+    matured_at = connection.ops.adapt_datetimefield_value(matured_before())
+    classes = [min_quality_score, min(NEGATIVE_QUALITY_BELOW, min_quality_score), matured_at]
+    sums = ", ".join(f"CAST(SUM({name}) AS BIGINT) AS {name}" for name in STATS_NAMES)
+    subqueries, params = [], []
+    for index, parts in enumerate(groups):
+        statements = []
+        for sign, rows in parts:
+            sql, rows_params = rows.values(*STATS_COLUMNS).query.sql_with_params()
+            statements.append(STATS_SQL.format(sign=int(sign), rows=sql))
+            params += [*classes, *rows_params]
+        subqueries.append(f"(SELECT {sums} FROM ({' UNION ALL '.join(statements)}) parts) group{index}")  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {' CROSS JOIN '.join(subqueries)}", params)  # noqa: S608 - constants
+        row = cursor.fetchone()
+    width = len(STATS_NAMES)
+    return {
+        name: sum(int(row[group * width + index] or 0) for group in range(len(groups)))
+        for index, name in enumerate(STATS_NAMES)
+    }
+
+
+def _in_hash_ranges(labels: OutcomeLabelQuerySet) -> list[OutcomeLabelQuerySet]:
+    """``labels`` split by ranges of their text's hash: every label of a text falls in one range."""
+    parts = []
+    for low, high in hash_ranges(STATS_RANGES):
+        part = labels.filter(training_text_hash__gte=low) if low else labels
+        parts.append(part.filter(training_text_hash__lt=high) if high else part)
+    return parts
+
+
+def _counts_beside_marked_texts(organization_id: uuid.UUID | str, min_quality_score: float) -> dict[str, int]:
+    """An organization's counts: every label, less the labels of marked texts, plus each marked text's best.
+
+    The database marks every text that more than one label of the organization has carried
+    (:class:`~outcomes.models.TrainingText`), so a label whose text is not marked is its text's
+    only label and needs no ranking. The pool's counts are then the plain counts of all its labels
+    (walked off the pool index in ranges of hashes, by parallel workers on PostgreSQL), less the
+    counts of the few labels of marked texts, plus the counts of the best label of each marked
+    text. A test holds them equal to the ranked pool's counts.
+    """
+    labels = OutcomeLabel.objects.for_pool(organization_id).eligible_for_training().order_by()
+    marked = TrainingText.objects.filter(
+        organization_id=organization_id, training_text_hash=OuterRef("training_text_hash"), duplicated=True
+    )
+    best_of_marked = ranked_pool(organization_id=organization_id).filter(Exists(marked)).filter(Q(text_rank=1))
+    everyone = [(1, part) for part in _in_hash_ranges(labels)]
+    corrections = [(-1, labels.filter(Exists(marked))), (1, best_of_marked)]
+    return _summed_counts([everyone, corrections], min_quality_score)
 
 
 def _counts_by_index_walk(organization_id: uuid.UUID | str | None, min_quality_score: float) -> dict[str, int]:
     """The statistics' counts on PostgreSQL: ``DISTINCT ON`` the text hash in the pool index's order.
 
-    For one organization this is a walk of the pool index alone (it holds every column counted
-    here), and the label it keeps per text is the window's rank 1, without a rank per label.
-    Every label of a text lies in the same range of hashes, so the ranges' counts add up to the
-    pool's. The classes are :func:`positive_q` and :func:`negative_q` in SQL; a test holds them equal.
+    For the global pool, whose texts the marks do not cover across organizations. The label kept
+    per text is the window's rank 1, without a rank per label; every label of a text lies in the
+    same range of hashes, so the ranges' counts add up to the pool's.
     """
     labels = OutcomeLabel.objects.for_pool(organization_id).eligible_for_training()
-    classes = [min_quality_score, min(NEGATIVE_QUALITY_BELOW, min_quality_score), matured_before()]
-    parts, params = [], []
-    for low, high in hash_ranges(STATS_RANGES):
-        part = labels.filter(training_text_hash__gte=low) if low else labels
-        part = part.filter(training_text_hash__lt=high) if high else part
-        best_first = ("training_text_hash", "-quality_score", "-sent_at", "-id")
-        best, best_params = (
-            part.order_by(*best_first).distinct("training_text_hash").values(*STATS_COLUMNS).query.sql_with_params()
-        )
-        parts.append(STATS_SQL.format(best=best))
-        params += [*classes, *best_params]
-    sums = ", ".join(f"SUM({name})::bigint AS {name}" for name in STATS_NAMES)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {sums} FROM ({' UNION ALL '.join(parts)}) parts", params)  # noqa: S608 - constants
-        return {name: int(value or 0) for name, value in zip(STATS_NAMES, cursor.fetchone(), strict=True)}
+    best_first = ("training_text_hash", "-quality_score", "-sent_at", "-id")
+    ranges = [part.order_by(*best_first).distinct("training_text_hash") for part in _in_hash_ranges(labels)]
+    return _summed_counts([[(1, part) for part in ranges]], min_quality_score)
 
 
 def hash_ranges(count: int) -> list[tuple[uuid.UUID | None, uuid.UUID | None]]:
@@ -145,7 +190,7 @@ def training_data_stats(
       pool that reached that stage, whatever their class.
     """
     if organization_id is not None:
-        counts = _counts_beside_duplicates(organization_id, min_quality_score)
+        counts = _counts_beside_marked_texts(organization_id, min_quality_score)
     elif connection.features.can_distinct_on_fields:
         counts = _counts_by_index_walk(organization_id, min_quality_score)
     else:
@@ -172,47 +217,6 @@ def _class_counts(labels: OutcomeLabelQuerySet, min_quality_score: float) -> dic
         meetings_booked=Count("id", filter=Q(meeting_booked_at__isnull=False) | Q(meeting_completed_at__isnull=False)),
         replies=Count("id", filter=Q(replied_at__isnull=False)),
     )
-
-
-def _class_flags(min_quality_score: float) -> dict[str, Case]:
-    """1 or 0 per label for each of the statistics' counts (``total_examples`` is always 1)."""
-    flags = {
-        "positive_examples": positive_q(min_quality_score),
-        "negative_examples": negative_q(min_quality_score, matured_before()),
-        "deals_closed": Q(deal_closed_at__isnull=False),
-        "meetings_booked": Q(meeting_booked_at__isnull=False) | Q(meeting_completed_at__isnull=False),
-        "replies": Q(replied_at__isnull=False),
-    }
-    one = {"total_examples": Case(When(Q(pk__isnull=False), then=Value(1)), default=Value(0))}
-    return one | {name: Case(When(q, then=Value(1)), default=Value(0)) for name, q in flags.items()}
-
-
-def _counts_beside_duplicates(organization_id: uuid.UUID | str, min_quality_score: float) -> dict[str, int]:
-    """An organization's counts: its labels of a text no other label carries, plus its duplicates' best.
-
-    The database marks every text that more than one label of the organization has carried
-    (:class:`~outcomes.models.TrainingText`), so a label whose text is not marked is its text's
-    only label and needs no ranking: those are summed straight off the pool index (on
-    PostgreSQL, by parallel workers). Only the marked texts' labels are ranked. One query; a
-    test holds its counts equal to the ranked pool's.
-    """
-    marked = TrainingText.objects.filter(
-        organization_id=organization_id, training_text_hash=OuterRef("training_text_hash"), duplicated=True
-    )
-    flags = _class_flags(min_quality_score)
-    alone = OutcomeLabel.objects.for_pool(organization_id).eligible_for_training().order_by().filter(~Exists(marked))
-    best = ranked_pool(organization_id=organization_id).filter(Exists(marked)).annotate(**flags).filter(Q(text_rank=1))
-    parts, params = [], []
-    for index, part in enumerate([alone.annotate(**flags), best]):
-        sql, part_params = part.values(*flags).query.sql_with_params()
-        sums = ", ".join(f"SUM({name})" for name in flags)
-        parts.append(f"(SELECT {sums} FROM ({sql}) labels) part{index}")  # noqa: S608 - constants
-        params += part_params
-    with connection.cursor() as cursor:
-        # Two aggregates side by side, rather than one over a UNION: each is planned (in parallel) alone.
-        cursor.execute(f"SELECT * FROM {' CROSS JOIN '.join(parts)}", params)  # noqa: S608 - constants
-        row = cursor.fetchone()
-    return {name: int(row[index] or 0) + int(row[index + len(flags)] or 0) for index, name in enumerate(flags)}
 
 
 def arm_counts(

@@ -267,10 +267,15 @@ def export_full(org_id: str, path: Path) -> int:
 
 
 def export_sql(org_id: str) -> tuple[str, list[Any]]:
-    """The export's own SFT query."""
+    """The export's own SFT query (in the table's order where the checkout has it, as its database path reads)."""
+    import dataclasses
+
     from training.datasets import Selection, sft_query
 
-    return sft_query(Selection(org_id, 0.6, True, False, None)).stream(None)
+    selection = Selection(org_id, 0.6, True, False, None)
+    if "table_order" in {field.name for field in dataclasses.fields(Selection)}:
+        selection = dataclasses.replace(selection, table_order=True)
+    return sft_query(selection).stream(None)
 
 
 EXPORT_COLUMNS = (

@@ -67,6 +67,8 @@ FROM ({rows}) rows"""
 # The text hashes are split into this many ranges, walked apart and summed: PostgreSQL's parallel
 # workers walk one range each (a Parallel Append), and without workers nothing is lost.
 STATS_RANGES = 3
+# The pool index's order: ``DISTINCT ON`` the text hash keeps each text's best label.
+BEST_OF_EACH_TEXT = ("training_text_hash", "-quality_score", "-sent_at", "-id")
 
 
 def _summed_counts(groups: list[list[tuple[int, OutcomeLabelQuerySet]]], min_quality_score: float) -> dict[str, int]:
@@ -120,9 +122,13 @@ def _counts_beside_marked_texts(organization_id: uuid.UUID | str, min_quality_sc
     marked = TrainingText.objects.filter(
         organization_id=organization_id, training_text_hash=OuterRef("training_text_hash"), duplicated=True
     )
-    best_of_marked = ranked_pool(organization_id=organization_id).filter(Exists(marked)).filter(Q(text_rank=1))
+    of_marked = labels.filter(Exists(marked))
+    if connection.features.can_distinct_on_fields:  # in the pool index's order: no sort, no rank per label
+        best_of_marked = of_marked.order_by(*BEST_OF_EACH_TEXT).distinct("training_text_hash")
+    else:
+        best_of_marked = ranked_pool(organization_id=organization_id).filter(Exists(marked)).filter(Q(text_rank=1))
     everyone = [(1, part) for part in _in_hash_ranges(labels)]
-    corrections = [(-1, labels.filter(Exists(marked))), (1, best_of_marked)]
+    corrections = [(-1, of_marked), (1, best_of_marked)]
     return _summed_counts([everyone, corrections], min_quality_score)
 
 
@@ -134,8 +140,7 @@ def _counts_by_index_walk(organization_id: uuid.UUID | str | None, min_quality_s
     same range of hashes, so the ranges' counts add up to the pool's.
     """
     labels = OutcomeLabel.objects.for_pool(organization_id).eligible_for_training()
-    best_first = ("training_text_hash", "-quality_score", "-sent_at", "-id")
-    ranges = [part.order_by(*best_first).distinct("training_text_hash") for part in _in_hash_ranges(labels)]
+    ranges = [part.order_by(*BEST_OF_EACH_TEXT).distinct("training_text_hash") for part in _in_hash_ranges(labels)]
     return _summed_counts([[(1, part) for part in ranges]], min_quality_score)
 
 

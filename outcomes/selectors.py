@@ -55,14 +55,14 @@ def training_pool(*, organization_id: uuid.UUID | str | None = None) -> OutcomeL
 
 STATS_COLUMNS = ("id", "quality_score", "sent_at", *POOL_STAGE_COLUMNS)
 STATS_NAMES = ("total_examples", "positive_examples", "negative_examples", "deals_closed", "meetings_booked", "replies")
-# The classes of positive_q and negative_q and the stages, over a part's rows, each count times its sign.
+# The classes of positive_q and negative_q and the stages reached (a column's COUNT counts the rows where it
+# is set), over a part's rows, each count times its sign.
 STATS_SQL = """SELECT {sign} * COUNT(*) AS total_examples,
     {sign} * COUNT(*) FILTER (WHERE quality_score >= %s AND bounced_at IS NULL) AS positive_examples,
     {sign} * COUNT(*) FILTER (WHERE quality_score < %s AND sent_at <= %s) AS negative_examples,
-    {sign} * COUNT(*) FILTER (WHERE deal_closed_at IS NOT NULL) AS deals_closed,
-    {sign} * COUNT(*) FILTER (WHERE meeting_booked_at IS NOT NULL OR meeting_completed_at IS NOT NULL)
-        AS meetings_booked,
-    {sign} * COUNT(*) FILTER (WHERE replied_at IS NOT NULL) AS replies
+    {sign} * COUNT(deal_closed_at) AS deals_closed,
+    {sign} * COUNT(COALESCE(meeting_booked_at, meeting_completed_at)) AS meetings_booked,
+    {sign} * COUNT(replied_at) AS replies
 FROM ({rows}) rows"""
 # The text hashes are split into this many ranges, walked apart and summed: PostgreSQL's parallel
 # workers walk one range each (a Parallel Append), and without workers nothing is lost.

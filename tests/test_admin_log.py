@@ -19,7 +19,7 @@ from django.urls import reverse
 from experiments.models import Experiment
 from flywheel.models import Organization
 from registry.models import RegisteredModel
-from registry.services import model_deploy, model_start_ab_test
+from registry.services import model_start_ab_test
 from tests.experiments.experiment_data import in_first_week, send, start
 from tests.factories import OrganizationFactory, UserFactory
 from tests.registry.factories import RegisteredModelFactory
@@ -38,17 +38,6 @@ OPS = ("view_registeredmodel", "change_registeredmodel", "deploy_model", "view_e
 @pytest.fixture
 def organization() -> Organization:
     return OrganizationFactory.create(name="Acme", slug="acme")
-
-
-@pytest.fixture
-def control(organization: Organization) -> RegisteredModel:
-    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
-    return model_deploy(model=model, traffic_percentage=100)
-
-
-@pytest.fixture
-def candidate(organization: Organization) -> RegisteredModel:
-    return RegisteredModelFactory.create(organization=organization, model_version="v2.0.0")
 
 
 def signed_in(*codenames: str) -> tuple[Client, Any]:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from flywheel.errors import ApplicationError
+from outcomes.training_text import RESERVED_MARK
 from training.tokens import TokenTally
 
 Method = Literal["sft", "dpo", "kto"]
@@ -357,7 +358,7 @@ def _plain_text_message(message: Any) -> bool:
     if type(role) is not str or role not in ROLES:
         return False
     content = message.get("content")
-    return type(content) is str and content != "" and not content.isspace() and "<|" not in content
+    return type(content) is str and content != "" and not content.isspace() and RESERVED_MARK not in content
 
 
 def _check_content(message: Mapping[str, Any], where: str) -> list[Problem]:
@@ -367,7 +368,7 @@ def _check_content(message: Mapping[str, Any], where: str) -> list[Problem]:
         return []  # an assistant turn that only calls a tool legitimately has no text
     if not isinstance(content, str) or not content.strip():
         return [("missing_content", f"`{where}` has no text content")]
-    if "<|" in content:
+    if RESERVED_MARK in content:
         found = [token for token in SPECIAL_TOKENS if token in content]
         if found:
             return [("special_token", f"`{where}` contains the reserved token(s) {', '.join(found)}")]

@@ -8,7 +8,6 @@ from django.core.management import CommandError, call_command
 from experiments.models import Experiment
 from flywheel.models import Organization
 from registry.models import RegisteredModel
-from registry.services import model_deploy
 from tests.registry.factories import RegisteredModelFactory, pool_traffic
 
 pytestmark = pytest.mark.django_db
@@ -18,17 +17,6 @@ def run(*args: str) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
-
-
-@pytest.fixture
-def control(organization: Organization) -> RegisteredModel:
-    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
-    return model_deploy(model=model, traffic_percentage=100)
-
-
-@pytest.fixture
-def candidate(organization: Organization) -> RegisteredModel:
-    return RegisteredModelFactory.create(organization=organization, model_version="v2.0.0")
 
 
 def test_deploy_model_deploys_beside_the_others_and_prints_the_changes(

@@ -15,7 +15,6 @@ from experiments.models import Experiment
 from experiments.services import experiment_evaluate, promote_ab_test_winner
 from flywheel.models import Organization
 from registry.models import RegisteredModel
-from registry.services import model_deploy
 from tests.experiments.conftest import staff_client
 from tests.experiments.experiment_data import in_first_week, send, start
 from tests.registry.factories import RegisteredModelFactory, pool_traffic
@@ -23,12 +22,6 @@ from tests.registry.factories import RegisteredModelFactory, pool_traffic
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "admin:experiments_experiment_changelist"
-
-
-@pytest.fixture
-def control(organization: Organization) -> RegisteredModel:
-    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
-    return model_deploy(model=model, traffic_percentage=100)
 
 
 @pytest.fixture

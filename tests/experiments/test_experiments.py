@@ -45,12 +45,6 @@ DAY = datetime.timedelta(days=1)
 
 
 @pytest.fixture
-def control(organization: Organization) -> RegisteredModel:
-    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
-    return model_deploy(model=model, traffic_percentage=100)
-
-
-@pytest.fixture
 def variant(organization: Organization) -> RegisteredModel:
     return RegisteredModelFactory.create(organization=organization, model_version="v1.1.0")
 

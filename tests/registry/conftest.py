@@ -10,9 +10,7 @@ from django.test import Client
 
 from flywheel.models import Organization
 from registry import routing
-from registry.models import RegisteredModel
-from registry.services import model_deploy
-from tests.registry.factories import OrganizationFactory, RegisteredModelFactory, UserFactory
+from tests.registry.factories import OrganizationFactory, UserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -45,19 +43,6 @@ def ops_client(client: Client) -> Client:
 def viewer_client(client: Client) -> Client:
     """Staff who may view and change registered models but not move traffic."""
     return staff_client(client, "view_registeredmodel", "change_registeredmodel")
-
-
-@pytest.fixture
-def control(organization: Organization) -> RegisteredModel:
-    """v1.0.0, deployed at 100 %."""
-    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
-    return model_deploy(model=model, traffic_percentage=100)
-
-
-@pytest.fixture
-def candidate(organization: Organization) -> RegisteredModel:
-    """v2.0.0, ready."""
-    return RegisteredModelFactory.create(organization=organization, model_version="v2.0.0")
 
 
 def texts(response: Any) -> list[str]:

@@ -19,17 +19,6 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-@pytest.fixture
-def control(organization: Organization) -> RegisteredModel:
-    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
-    return model_deploy(model=model, traffic_percentage=100)
-
-
-@pytest.fixture
-def candidate(organization: Organization) -> RegisteredModel:
-    return RegisteredModelFactory.create(organization=organization, model_version="v2.0.0")
-
-
 def test_rollback_model_restores_an_organization_pool_by_slug(
     organization: Organization, control: RegisteredModel, candidate: RegisteredModel
 ) -> None:

@@ -26,12 +26,6 @@ pytestmark = pytest.mark.django_db
 Status = RegisteredModel.Status
 
 
-@pytest.fixture
-def control(organization: Organization) -> RegisteredModel:
-    model = RegisteredModelFactory.create(organization=organization, model_version="v1.0.0")
-    return model_deploy(model=model, traffic_percentage=100)
-
-
 def batch_of(model: RegisteredModel) -> list[ModelEvent]:
     """The audit rows of the latest service call that touched ``model``."""
     latest = model.events.order_by("-id").first()
